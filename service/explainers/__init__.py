@@ -1,0 +1,1 @@
+"""Explanation methods, one module each behind :class:`~service.explainers.base.Explainer`."""

@@ -1,0 +1,142 @@
+"""SHAP: exact algorithms where the model allows (tree, linear), a sampling estimator
+otherwise; always per raw feature, interventional against the model's reference data."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from service.errors import invalid
+from service.explainers.base import Explainer
+from service.explainers.shap.attribution import Attributions
+from service.explainers.shap.linear import LinearShap
+from service.explainers.shap.options import ShapOptions
+from service.explainers.shap.permutation import DEFAULT_BACKGROUND_ROWS, PermutationShap
+from service.explainers.shap.tree import TreeShap
+from service.registry.loaded import LoadedModel
+
+BACKGROUND_SEED = 0
+
+
+class ShapExplainer(Explainer):
+    method: ClassVar[str] = "shap"
+    Options = ShapOptions
+    options: ShapOptions
+
+    def __init__(self, model: LoadedModel, options: ShapOptions) -> None:  # type: ignore[override]
+        super().__init__(model, options)
+        predictor = model.predictor
+        self.space = _space(options.output, predictor.is_classifier)
+        self.algorithm = options.algorithm
+        exact_space = self.space != "probability"
+        self.engine: TreeShap | LinearShap | PermutationShap | None = None
+        if options.algorithm in ("auto", "linear") and exact_space:
+            self.engine = _try(lambda: LinearShap(predictor, self._background(None)))
+            self.algorithm = "linear"
+        if self.engine is None and options.algorithm in ("auto", "tree") and exact_space:
+            self.engine = _try(lambda: TreeShap(predictor, self._background(None)))
+            self.algorithm = "tree"
+        if self.engine is None and options.algorithm in ("tree", "linear"):
+            why = "" if exact_space else " in probability space (it is not additive there)"
+            raise invalid(
+                ("body", "options", "shap", "algorithm"),
+                f"'{options.algorithm}' SHAP is not available for this model{why}; "
+                "use 'auto' or 'sampling'",
+            )
+        if self.engine is None:
+            rows = self._background(DEFAULT_BACKGROUND_ROWS)
+            self.engine = PermutationShap(predictor, rows, self.space, options.permutations)
+            self.algorithm = "sampling"
+
+    def _background(self, default_rows: int | None) -> pd.DataFrame:
+        reference = self.model.reference
+        rows = self.options.background_rows or default_rows
+        if rows is None or rows >= len(reference):
+            return reference
+        return reference.sample(rows, random_state=BACKGROUND_SEED).reset_index(drop=True)
+
+    def explain(self, frame: pd.DataFrame, seeds: list[int]) -> list[dict[str, Any]]:
+        engine = self.engine
+        if isinstance(engine, PermutationShap):
+            parts = [engine.explain_row(frame.iloc[[i]], seeds[i]) for i in range(len(frame))]
+        else:
+            assert engine is not None
+            parts = [engine.explain(frame)]
+        model_output = self.model.predictor.output(frame, self.space)
+        results, row = [], 0
+        for part in parts:
+            for i in range(part.values.shape[0]):
+                results.append(
+                    self._format(frame, row, part, i, float(model_output[row]), seeds[row])
+                )
+                row += 1
+        return results
+
+    def _format(
+        self, frame: pd.DataFrame, row: int, part: Attributions, i: int, fx: float, seed: int
+    ) -> dict[str, Any]:
+        values = part.values[i]
+        errors = None if part.std_error is None else part.std_error[i]
+        features = self.model.manifest.features
+        order = sorted(range(len(features)), key=lambda j: (-abs(values[j]), j))
+        attributions = []
+        for j in order:
+            item: dict[str, Any] = {
+                "feature": features[j].name,
+                "value": _json_value(frame.iloc[row, j]),
+                "contribution": float(values[j]),
+            }
+            if errors is not None:
+                item["std_error"] = float(errors[j])
+            attributions.append(item)
+        evidence: dict[str, Any] = {
+            "algorithm": self.algorithm,
+            "model_output": fx,
+            "additivity_error": abs(fx - part.base_value - float(np.sum(values))),
+        }
+        if isinstance(self.engine, PermutationShap):
+            evidence["permutations"] = self.engine.permutations
+            evidence["seed"] = seed
+            evidence["max_std_error"] = float(np.max(errors)) if errors is not None else None
+        assert self.engine is not None
+        return {
+            "base_value": part.base_value,
+            "output_space": self.space,
+            "perturbation": "interventional",
+            "reference": {
+                "rows": self.engine.rows,
+                "source": self.model.manifest.reference_data.description or "reference data",
+            },
+            "attributions": attributions,
+            "evidence": evidence,
+        }
+
+
+def _space(requested: str, is_classifier: bool) -> str:
+    if requested == "auto":
+        return "log_odds" if is_classifier else "raw"
+    if is_classifier and requested == "raw":
+        return "log_odds"
+    if not is_classifier and requested != "raw":
+        raise invalid(
+            ("body", "options", "shap", "output"),
+            f"'{requested}' applies to classifiers; a regression model explains its raw output",
+        )
+    return requested
+
+
+def _try(build: Any) -> Any:
+    try:
+        return build()
+    except Exception:  # noqa: BLE001 - the capability is simply absent; fall back
+        return None
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return str(value)

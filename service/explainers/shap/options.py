@@ -1,0 +1,38 @@
+"""Options of the SHAP method."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from service.explainers.base import MethodOptions
+
+OutputSpace = Literal["log_odds", "probability", "raw"]
+Algorithm = Literal["tree", "linear", "sampling"]
+
+
+class ShapOptions(MethodOptions):
+    """How SHAP values are computed. Defaults: exact algorithm where one exists, log-odds."""
+
+    algorithm: Literal["auto", "tree", "linear", "sampling"] = Field(
+        "auto", description="auto: tree for tree models, linear for linear ones, else sampling."
+    )
+    output: Literal["auto", "log_odds", "probability", "raw"] = Field(
+        "auto", description="auto: log_odds for classifiers, raw for regression."
+    )
+    permutations: int = Field(
+        32, ge=2, le=2048, description="Sampling only: permutations (antithetic pairs, even)."
+    )
+    background_rows: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="Reference rows to use; default all (tree/linear) or 50 (sampling).",
+    )
+
+    @model_validator(mode="after")
+    def _even(self) -> ShapOptions:
+        if self.permutations % 2:
+            raise ValueError("permutations must be even (antithetic pairs)")
+        return self

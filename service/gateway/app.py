@@ -1,0 +1,87 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from service import __version__
+from service.gateway.dataplane import DataPlane
+from service.gateway.errors import install_error_handlers
+from service.gateway.limits import BodySizeLimit
+from service.gateway.metrics import Metrics, MetricsMiddleware, ServiceCollector
+from service.gateway.routes import health, inference, jobs, models
+from service.jobs.cache import MemoryCache
+from service.jobs.executor import EmbeddedExecutor
+from service.jobs.manager import JobManager
+from service.jobs.store import MemoryJobStore
+from service.registry.store import ModelStore
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Decisions of lending models with the reasons for them, and the measured
+evidence of how far each explanation can be trusted."""
+
+
+def operation_id(route: APIRoute) -> str:
+    """Deterministic, readable operation ids: the route's name."""
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = ModelStore(settings.models_dir)
+        store.scan()
+        executor = EmbeddedExecutor(settings)
+        executor.start()
+        manager = JobManager(
+            executor,
+            MemoryJobStore(settings.job_ttl_seconds),
+            MemoryCache(settings.cache_max_entries),
+            settings.job_time_limit,
+        )
+        app.state.dataplane = DataPlane(settings, store, manager)
+        warm = asyncio.create_task(_warm_up(app))
+        try:
+            yield
+        finally:
+            warm.cancel()
+            executor.stop()
+
+    app = FastAPI(
+        title="xai-service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.dataplane = None
+    app.state.metrics = metrics = Metrics()
+    metrics.registry.register(ServiceCollector(lambda: app.state.dataplane))
+    install_error_handlers(app)
+    for router in (health.router, models.router, inference.router, jobs.router):
+        app.include_router(router)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+async def _warm_up(app: FastAPI) -> None:
+    try:
+        await app.state.dataplane.warm_up()
+        log.info("ready: %d models loaded", len(app.state.dataplane.store.names()))
+    except Exception as exc:  # noqa: BLE001 - reported by /readyz
+        app.state.startup_error = f"warm-up failed: {exc}"
+        log.exception("warm-up failed")

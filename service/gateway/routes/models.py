@@ -1,0 +1,72 @@
+"""Model listing, description and registration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Response, UploadFile, status
+
+from service.gateway import schemas
+from service.gateway.deps import (
+    AdminScope,
+    ExplainScope,
+    Plane,
+    VersionQuery,
+    error_responses,
+)
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get(
+    "",
+    name="list_models",
+    response_model=schemas.ModelList,
+    dependencies=[ExplainScope],
+    responses=error_responses(401, 403),
+)
+async def list_models(plane: Plane) -> schemas.ModelList:
+    """Registered models and their versions."""
+    return plane.list_models()
+
+
+@router.get(
+    "/{name}",
+    name="get_model",
+    response_model=schemas.ModelDetail,
+    dependencies=[ExplainScope],
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def get_model(name: str, plane: Plane, version: VersionQuery = None) -> schemas.ModelDetail:
+    """A version's feature schema, supported methods and metadata."""
+    return await plane.model_detail(name, version)
+
+
+@router.post(
+    "",
+    name="register_model",
+    response_model=schemas.RegisteredModel,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[AdminScope],
+    responses={
+        200: {"model": schemas.RegisteredModel, "description": "Already registered"},
+        **error_responses(401, 403, 409, 413, 422, 503),
+    },
+)
+async def register_model(
+    plane: Plane,
+    manifest: Annotated[UploadFile, File(description="manifest.yaml (YAML or JSON)")],
+    artifact: Annotated[UploadFile, File(description="skops, XGBoost JSON/UBJ or LightGBM text")],
+    reference: Annotated[UploadFile, File(description="Reference rows (CSV)")],
+    evaluation: Annotated[UploadFile | None, File(description="Evaluation rows (CSV)")] = None,
+) -> Response:
+    """Register a new immutable version (admin scope). Pickle/joblib are refused."""
+    uploads = {"artifact": await artifact.read(), "reference": await reference.read()}
+    if evaluation is not None:
+        uploads["evaluation"] = await evaluation.read()
+    registered = await plane.register(await manifest.read(), uploads)
+    return Response(
+        registered.model_dump_json(),
+        media_type="application/json",
+        status_code=201 if registered.created else 200,
+    )

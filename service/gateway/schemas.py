@@ -1,0 +1,241 @@
+"""Request and response bodies of the HTTP API (the OpenAPI contract)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.explainers.registry import method_names
+from service.explainers.shap.options import ShapOptions
+
+MethodName = Literal[tuple(method_names())]  # type: ignore[valid-type]
+
+APPLICANT_EXAMPLE: dict[str, Any] = {
+    "status_of_existing_checking_account": "... < 0 DM",
+    "duration_in_month": 48,
+    "credit_history": "existing credits paid back duly till now",
+    "purpose": "radio/television",
+    "credit_amount": 5951,
+    "savings_account_and_bonds": "... < 100 DM",
+    "present_employment_since": "1 <= ... < 4 years",
+    "installment_rate_in_percentage_of_disposable_income": 2,
+    "personal_status_and_sex": "female : divorced/separated/married",
+    "other_debtors_or_guarantors": "none",
+    "present_residence_since": 2,
+    "property": "real estate",
+    "age_in_years": 22,
+    "other_installment_plans": "none",
+    "housing": "own",
+    "number_of_existing_credits_at_this_bank": 1,
+    "job": "skilled employee / official",
+    "number_of_people_being_liable_to_provide_maintenance_for": 1,
+    "telephone": "none",
+    "foreign_worker": "yes",
+}
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class PredictRequest(_Request):
+    instances: list[dict[str, Any]] = Field(
+        ..., min_length=1, description="Applicants: raw feature name -> value."
+    )
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"instances": [APPLICANT_EXAMPLE]}]})
+
+
+class ExplainOptions(_Request):
+    seed: int | None = Field(
+        None,
+        ge=0,
+        lt=2**32,
+        description="Seed of stochastic methods; default from the content key.",
+    )
+    shap: ShapOptions | None = None
+
+
+class ExplainRequest(_Request):
+    instances: list[dict[str, Any]] = Field(..., min_length=1)
+    methods: list[MethodName] = Field(default_factory=lambda: ["shap"], min_length=1)  # type: ignore[valid-type]
+    options: ExplainOptions = Field(default_factory=ExplainOptions)
+    wait: float | None = Field(
+        None, ge=0, description="Seconds to wait for the result before answering 202."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"instances": [APPLICANT_EXAMPLE], "methods": ["shap"], "options": {}, "wait": 10}
+            ]
+        }
+    )
+
+
+class Prediction(BaseModel):
+    label: str | None = Field(None, description="Decided class (threshold applied).")
+    probability: float | None = Field(None, description="Probability of the favourable class.")
+    probabilities: dict[str, float] | None = None
+    threshold: float | None = None
+    value: float | None = Field(None, description="Regression output.")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    content_hash: str
+    job_id: str
+    predictions: list[Prediction]
+
+
+class Attribution(BaseModel):
+    feature: str
+    value: str | float
+    contribution: float
+    std_error: float | None = None
+
+
+class ReferenceInfo(BaseModel):
+    rows: int
+    source: str
+
+
+class ShapEvidence(BaseModel):
+    algorithm: Literal["tree", "linear", "sampling"]
+    model_output: float = Field(..., description="f(x) in the output space.")
+    additivity_error: float = Field(..., description="|f(x) - base_value - sum(contributions)|")
+    permutations: int | None = None
+    seed: int | None = None
+    max_std_error: float | None = None
+
+
+class ShapExplanation(BaseModel):
+    base_value: float
+    output_space: Literal["log_odds", "probability", "raw"]
+    perturbation: Literal["interventional"]
+    reference: ReferenceInfo
+    attributions: list[Attribution]
+    evidence: ShapEvidence
+
+
+class Explanations(BaseModel):
+    shap: ShapExplanation | None = None
+
+
+class InstanceExplanation(BaseModel):
+    prediction: Prediction
+    explanations: Explanations
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    version: str
+    content_hash: str
+    job_id: str
+    seed: int
+    results: list[InstanceExplanation]
+
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobError(BaseModel):
+    status_code: int
+    message: str
+    issues: list[dict[str, Any]] | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatusName
+    progress: float
+    location: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    kind: str
+    model: str
+    version: str
+    status: JobStatusName
+    progress: float = Field(..., ge=0, le=1)
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: JobError | None = None
+    result: PredictResponse | ExplainResponse | None = None
+
+
+class FeatureSchema(BaseModel):
+    name: str
+    type: Literal["numeric", "categorical", "ordinal"]
+    description: str
+    categories: list[str] | None = None
+    range: tuple[float, float] | None = None
+    integer: bool
+    mutable: bool
+    direction: Literal["increase", "decrease", "any"]
+    protected: bool
+
+
+class VersionSummary(BaseModel):
+    version: str
+    content_hash: str
+    manifest_hash: str
+    registered_at: str
+    source: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    description: str
+    task: str
+    latest_version: str
+    versions: list[VersionSummary]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    version: str = Field(..., description="The version described below (latest unless pinned).")
+    classes: list[str] | None
+    favourable_class: str | None
+    decision_threshold: float
+    artifact_format: str
+    features: list[FeatureSchema]
+    methods: list[str]
+    shap_algorithm: str | None
+    reference_rows: int
+    metrics: dict[str, float]
+
+
+class RegisteredModel(BaseModel):
+    name: str
+    version: str
+    content_hash: str
+    created: bool
+    validation: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+    models: int | None = None
+    detail: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationIssue]

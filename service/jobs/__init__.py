@@ -1,0 +1,1 @@
+"""Jobs: content keys, the result cache, the job store and the executors."""

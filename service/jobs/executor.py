@@ -1,0 +1,49 @@
+"""The embedded executor: a local pool of warm worker processes with hard time limits."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future
+
+from pebble import ProcessPool
+
+from service.jobs.spec import TaskSpec
+from service.settings import Settings
+from service.worker import init_worker, run_task
+
+
+class EmbeddedExecutor:
+    """Runs :func:`service.worker.run_task` in ``settings.workers`` spawned processes.
+
+    A task past its time limit has its process killed (pebble replaces it) and its future
+    raises ``TimeoutError``; cancelling a running future stops its process the same way.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool: ProcessPool | None = None
+
+    def start(self) -> None:
+        self._pool = ProcessPool(
+            max_workers=self.settings.workers,
+            initializer=init_worker,
+            initargs=(str(self.settings.models_dir), list(self.settings.extra_trusted_types)),
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    def submit(self, spec: TaskSpec, timeout: float | None = None) -> Future:
+        if self._pool is None:
+            raise RuntimeError("executor not started")
+        return self._pool.schedule(
+            run_task, args=(spec,), timeout=timeout or self.settings.job_time_limit
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._pool is not None and self._pool.active
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join(timeout=10)
+            self._pool = None

@@ -1,0 +1,38 @@
+"""What a worker task is: plain JSON-able data, so any transport can carry it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypedDict
+
+
+class TaskKind(StrEnum):
+    predict = "predict"
+    explain = "explain"
+    describe = "describe"
+    validate = "validate"
+    ping = "ping"
+
+
+class TaskSpec(TypedDict, total=False):
+    """One unit of work for a worker process."""
+
+    kind: str
+    models_dir: str
+    model: str
+    version: str
+    instances: list[dict[str, Any]]
+    methods: list[str]
+    options: dict[str, Any]
+    seed: int
+    offset: int  # index of the first instance in the whole request
+    folder: str  # validate: staging folder of a candidate version
+    source: str
+
+
+class TaskResult(TypedDict, total=False):
+    """A task's outcome: ``results`` on success, ``error`` (an error payload) on failure."""
+
+    results: list[dict[str, Any]]
+    description: dict[str, Any]
+    error: dict[str, Any]

@@ -1,0 +1,1 @@
+"""Model registry: versions, manifests, safe loading, feature schema, reference data."""

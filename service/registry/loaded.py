@@ -1,0 +1,112 @@
+"""A model version loaded into memory: predictor, typed reference data and predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.registry.artifacts import load_predictor
+from service.registry.manifest import FeatureType, Manifest
+from service.registry.predictors import Predictor
+from service.registry.store import ModelVersion
+
+
+@dataclass
+class LoadedModel:
+    """Everything a worker needs about one model version, built once."""
+
+    version: ModelVersion
+    predictor: Predictor
+
+    @classmethod
+    def load(cls, version: ModelVersion, extra_trusted: Iterable[str] = ()) -> LoadedModel:
+        artifact = version.file(version.manifest.artifact.path)
+        predictor = load_predictor(version.manifest, artifact, version.source, extra_trusted)
+        return cls(version=version, predictor=predictor)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.version.manifest
+
+    @cached_property
+    def reference(self) -> pd.DataFrame:
+        """The reference (background) rows, typed as the model expects."""
+        return read_rows(self.version.file(self.manifest.reference_data.path), self.manifest)
+
+    def frame(self, instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """Validated instances as a frame with one typed column per raw feature."""
+        return typed_frame(
+            self.manifest, {f: [row[f] for row in instances] for f in self.manifest.feature_names}
+        )
+
+    def predictions(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Label and probability (classifiers) or value (regression) per row."""
+        if not self.predictor.is_classifier:
+            return [{"value": float(v)} for v in self.predictor.margin(frame)]
+        threshold = self.manifest.decision_threshold
+        favourable, other = self.manifest.favourable_class, self.manifest.unfavourable_class
+        out = []
+        for p in self.predictor.probability(frame):
+            p = float(p)
+            out.append(
+                {
+                    "label": favourable if p >= threshold else other,
+                    "probability": p,
+                    "probabilities": {favourable: p, other: 1.0 - p},
+                    "threshold": threshold,
+                }
+            )
+        return out
+
+
+def typed_frame(manifest: Manifest, columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    data: dict[str, Any] = {}
+    for feature in manifest.features:
+        values = columns[feature.name]
+        if feature.type is FeatureType.numeric:
+            data[feature.name] = np.asarray(values, dtype=float)
+        else:
+            data[feature.name] = pd.Series(list(values), dtype=object).astype(str)
+    return pd.DataFrame(data)
+
+
+def read_rows(path: Any, manifest: Manifest) -> pd.DataFrame:
+    """Read a CSV of rows (extra columns such as the target are dropped)."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [f for f in manifest.feature_names if f not in raw.columns]
+    if missing:
+        raise ValueError(f"{_file_name(path)} lacks feature columns {missing}")
+    columns: dict[str, list[Any]] = {}
+    for feature in manifest.features:
+        values = raw[feature.name].tolist()
+        if feature.type is FeatureType.numeric:
+            columns[feature.name] = [float(v) for v in values]
+        else:
+            unknown = sorted(set(values) - set(feature.categories or []))
+            if unknown:
+                raise ValueError(
+                    f"{_file_name(path)}: {feature.name} has values {unknown} not in categories"
+                )
+            columns[feature.name] = values
+    return typed_frame(manifest, columns)
+
+
+def read_labels(path: Any, manifest: Manifest) -> np.ndarray | None:
+    """The target column of a CSV, as 1 = favourable (classifiers) or the value."""
+    if manifest.target is None:
+        return None
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if manifest.target not in raw.columns:
+        return None
+    if manifest.favourable_class is not None:
+        return (raw[manifest.target] == manifest.favourable_class).to_numpy(dtype=int)
+    return raw[manifest.target].astype(float).to_numpy()
+
+
+def _file_name(path: Any) -> str:
+    return getattr(path, "name", str(path))

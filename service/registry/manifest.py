@@ -1,0 +1,195 @@
+"""The model manifest: what an explanation needs and what a lender must control."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.errors import InvalidRequestError, Issue
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class Task(StrEnum):
+    binary_classification = "binary_classification"
+    regression = "regression"
+
+
+class FeatureType(StrEnum):
+    numeric = "numeric"
+    categorical = "categorical"
+    ordinal = "ordinal"
+
+
+class Direction(StrEnum):
+    """Which way recourse may move a mutable feature (for ordinals: along ``categories``)."""
+
+    increase = "increase"
+    decrease = "decrease"
+    any = "any"
+
+
+class ArtifactFormat(StrEnum):
+    skops = "skops"
+    xgboost_json = "xgboost-json"
+    xgboost_ubj = "xgboost-ubj"
+    lightgbm_text = "lightgbm-text"
+    joblib = "joblib"
+
+
+SAFE_FORMATS = frozenset(
+    {
+        ArtifactFormat.skops,
+        ArtifactFormat.xgboost_json,
+        ArtifactFormat.xgboost_ubj,
+        ArtifactFormat.lightgbm_text,
+    }
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReasonCode(_Strict):
+    """An adverse-action reason: a short code and the statement given to the applicant."""
+
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+    statement: Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class Feature(_Strict):
+    """One raw input feature of the model."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    type: FeatureType
+    description: str = ""
+    categories: list[str] | None = Field(
+        None, description="Allowed values of a categorical/ordinal feature (ordinals: in order)."
+    )
+    range: tuple[float, float] | None = Field(None, description="Allowed [min, max] of a numeric.")
+    integer: bool = Field(False, description="Numeric values must be whole numbers.")
+    mutable: bool = Field(True, description="The applicant can change it (recourse).")
+    direction: Direction = Direction.any
+    protected: bool = Field(False, description="Never a reason, never changed in recourse.")
+    reason: ReasonCode | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.type is FeatureType.numeric:
+            if self.categories is not None:
+                raise ValueError("a numeric feature has a range, not categories")
+            if self.range is not None:
+                low, high = self.range
+                if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                    raise ValueError("range must be two finite numbers [min, max] with min <= max")
+        else:
+            if not self.categories:
+                raise ValueError(f"a {self.type} feature needs a non-empty list of categories")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError("categories must be unique")
+            if self.range is not None or self.integer:
+                raise ValueError(f"a {self.type} feature has categories, not range/integer")
+            if self.type is FeatureType.categorical and self.direction is not Direction.any:
+                raise ValueError("direction applies to numeric and ordinal features only")
+        if self.protected and self.mutable:
+            raise ValueError("a protected feature must have mutable: false")
+        if not self.protected and self.reason is None:
+            raise ValueError(
+                "a non-protected feature needs an adverse-action reason (code, statement)"
+            )
+        return self
+
+
+class DataFile(_Strict):
+    """A CSV file of the version: reference (background) or evaluation rows."""
+
+    path: Annotated[str, Field(pattern=FILE_PATTERN)]
+    description: str = ""
+
+
+class Artifact(_Strict):
+    path: Annotated[str, Field(pattern=FILE_PATTERN)]
+    format: ArtifactFormat
+    trusted: bool = Field(
+        False, description="Allows joblib/pickle for an operator's local model; never over HTTP."
+    )
+
+
+class Manifest(_Strict):
+    """A model version's manifest (``manifest.yaml``)."""
+
+    schema_version: Literal[1] = 1
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    task: Task
+    target: str | None = Field(None, description="Label column in reference/evaluation data.")
+    classes: list[str] | None = Field(None, description="Class labels, in the model's order.")
+    favourable_class: str | None = None
+    decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    artifact: Artifact
+    reference_data: DataFile
+    evaluation_data: DataFile | None = None
+    features: Annotated[list[Feature], Field(min_length=1, max_length=500)]
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate feature names: {dupes}")
+        if self.target is not None and self.target in names:
+            raise ValueError("target must not also be a feature")
+        if self.task is Task.binary_classification:
+            if not self.classes or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
+                raise ValueError("binary_classification needs exactly two distinct classes")
+            if self.favourable_class not in self.classes:
+                raise ValueError("favourable_class must be one of classes")
+        elif self.classes is not None or self.favourable_class is not None:
+            raise ValueError("regression takes no classes or favourable_class")
+        files = [self.artifact.path, self.reference_data.path]
+        if self.evaluation_data is not None:
+            files.append(self.evaluation_data.path)
+        if "manifest.yaml" in files or len(set(files)) != len(files):
+            raise ValueError("artifact, reference and evaluation files must be distinct files")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def unfavourable_class(self) -> str | None:
+        if self.classes is None:
+            return None
+        return next(c for c in self.classes if c != self.favourable_class)
+
+    def feature(self, name: str) -> Feature:
+        return next(f for f in self.features if f.name == name)
+
+    def data_files(self) -> list[str]:
+        """Files the version consists of, besides the manifest itself."""
+        files = [self.artifact.path, self.reference_data.path]
+        return files + ([self.evaluation_data.path] if self.evaluation_data else [])
+
+
+def parse_manifest(text: str | bytes, loc: tuple[str | int, ...] = ("manifest",)) -> Manifest:
+    """Parse YAML/JSON manifest text; errors name the offending field."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidRequestError([Issue(loc, f"not valid YAML/JSON: {exc}")]) from exc
+    if not isinstance(raw, dict):
+        raise InvalidRequestError([Issue(loc, "must be a mapping of manifest fields")])
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidRequestError(
+            [Issue((*loc, *e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+        ) from exc

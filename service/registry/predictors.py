@@ -1,0 +1,191 @@
+"""Adapters that give every model format one interface: scores and SHAP-ready views.
+
+Classifier scores are always for the manifest's favourable class: ``margin`` is its
+log-odds, ``probability`` its probability. Regression models return their value for both.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from service.registry.columns import column_features
+from service.registry.manifest import FeatureType, Manifest, Task
+
+
+@dataclass(frozen=True)
+class LinearView:
+    """A model that is linear in its design matrix: margin = design @ coef + intercept."""
+
+    coef: np.ndarray
+    intercept: float
+
+
+class Predictor(ABC):
+    """A loaded model behind the manifest's raw features."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.is_classifier = manifest.task is Task.binary_classification
+
+    @abstractmethod
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        """Log-odds of the favourable class (classifiers) or the predicted value."""
+
+    def probability(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the favourable class (classifiers) or the predicted value."""
+        margin = self.margin(frame)
+        return expit(margin) if self.is_classifier else margin
+
+    def output(self, frame: pd.DataFrame, space: str) -> np.ndarray:
+        """Model output in ``space``: ``log_odds``, ``probability`` or ``raw`` (regression)."""
+        return self.probability(frame) if space == "probability" else self.margin(frame)
+
+    # --- views used by exact SHAP algorithms; None when the model does not offer them.
+    def design(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The numeric matrix the underlying estimator sees."""
+        return None
+
+    def column_features(self) -> list[int] | None:
+        """Raw feature index of each design column."""
+        return None
+
+    def tree_model(self) -> Any | None:
+        """An object ``shap.TreeExplainer`` accepts, whose raw output is ``output_sign`` × margin."""
+        return None
+
+    def linear_view(self) -> LinearView | None:
+        return None
+
+    output_sign: float = 1.0
+
+
+class SklearnPredictor(Predictor):
+    """A scikit-learn estimator or pipeline that takes the raw feature frame."""
+
+    def __init__(self, manifest: Manifest, model: Any) -> None:
+        super().__init__(manifest)
+        self.model = model
+        steps = getattr(model, "steps", None)
+        self.preprocessor = model[:-1] if steps and len(steps) > 1 else None
+        self.estimator = model[-1] if steps else model
+        if self.is_classifier:
+            classes = [str(c) for c in getattr(model, "classes_", [])]
+            if sorted(classes) != sorted(manifest.classes or []):
+                raise ValueError(f"model classes {classes} differ from manifest {manifest.classes}")
+            self.favourable_index = classes.index(str(manifest.favourable_class))
+            # decision_function and tree/linear raw outputs are for classes_[1].
+            self.output_sign = 1.0 if self.favourable_index == 1 else -1.0
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        if not self.is_classifier:
+            return np.asarray(self.model.predict(frame), dtype=float)
+        if hasattr(self.model, "decision_function"):
+            return self.output_sign * np.asarray(self.model.decision_function(frame), dtype=float)
+        return logit(np.clip(self.probability(frame), 1e-15, 1 - 1e-15))
+
+    def probability(self, frame: pd.DataFrame) -> np.ndarray:
+        if not self.is_classifier:
+            return self.margin(frame)
+        return np.asarray(self.model.predict_proba(frame), dtype=float)[:, self.favourable_index]
+
+    def design(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if self.preprocessor is None:
+            if all(f.type is FeatureType.numeric for f in self.manifest.features):
+                return frame[self.manifest.feature_names].to_numpy(dtype=float)
+            return None
+        out = self.preprocessor.transform(frame)
+        out = out.toarray() if hasattr(out, "toarray") else out
+        return np.asarray(out, dtype=float)
+
+    def column_features(self) -> list[int] | None:
+        if self.preprocessor is None:
+            return list(range(len(self.manifest.features)))
+        return column_features(self.preprocessor, self.manifest.feature_names)
+
+    def tree_model(self) -> Any | None:
+        return self.estimator
+
+    def linear_view(self) -> LinearView | None:
+        coef = getattr(self.estimator, "coef_", None)
+        intercept = getattr(self.estimator, "intercept_", None)
+        if coef is None or intercept is None or np.asarray(coef).ndim > 2:
+            return None
+        coef = np.asarray(coef, dtype=float)
+        if coef.ndim == 2 and coef.shape[0] != 1:
+            return None
+        link_is_logit = not self.is_classifier or hasattr(self.estimator, "predict_log_proba")
+        if not link_is_logit or type(self.estimator).__name__ not in LINEAR_ESTIMATORS:
+            return None
+        return LinearView(
+            coef=self.output_sign * coef.ravel(),
+            intercept=float(self.output_sign * np.asarray(intercept, dtype=float).ravel()[0]),
+        )
+
+
+# Estimators whose margin is exactly design @ coef_ + intercept_ (logistic link for classifiers).
+LINEAR_ESTIMATORS = frozenset(
+    {"LogisticRegression", "LinearRegression", "Ridge", "Lasso", "ElasticNet", "SGDRegressor"}
+)
+
+
+class CodedPredictor(Predictor):
+    """Base for boosters fed categorical codes: each category's index in the manifest."""
+
+    def design(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = []
+        for feature in self.manifest.features:
+            values = frame[feature.name]
+            if feature.type is FeatureType.numeric:
+                columns.append(values.to_numpy(dtype=float))
+            else:
+                codes = {c: i for i, c in enumerate(feature.categories or [])}
+                columns.append(np.array([codes[v] for v in values], dtype=float))
+        return np.column_stack(columns)
+
+    def column_features(self) -> list[int]:
+        return list(range(len(self.manifest.features)))
+
+    def _sign(self) -> float:
+        # The booster scores classes[1]; flip when the favourable class is classes[0].
+        classes = self.manifest.classes or []
+        return (
+            1.0 if not self.is_classifier or classes[1] == self.manifest.favourable_class else -1.0
+        )
+
+
+class XGBoostPredictor(CodedPredictor):
+    def __init__(self, manifest: Manifest, booster: Any) -> None:
+        super().__init__(manifest)
+        self.booster = booster
+        self.output_sign = self._sign()
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        import xgboost
+
+        names = self.booster.feature_names
+        matrix = xgboost.DMatrix(self.design(frame), feature_names=names)
+        raw = np.asarray(self.booster.predict(matrix, output_margin=True), dtype=float)
+        return self.output_sign * raw
+
+    def tree_model(self) -> Any:
+        return self.booster
+
+
+class LightGBMPredictor(CodedPredictor):
+    def __init__(self, manifest: Manifest, booster: Any) -> None:
+        super().__init__(manifest)
+        self.booster = booster
+        self.output_sign = self._sign()
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        raw = self.booster.predict(self.design(frame), raw_score=True)
+        return self.output_sign * np.asarray(raw, dtype=float)
+
+    def tree_model(self) -> Any:
+        return self.booster

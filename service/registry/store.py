@@ -1,0 +1,187 @@
+"""The model repository on disk: ``models/<name>/<version_id>/`` with manifest and files.
+
+A version id is the first 16 hex digits of the sha256 over the manifest and the files it
+names. Folders whose content no longer matches their id are refused, so a registered
+version is immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from service.errors import ConflictError, NotFoundError
+from service.registry.manifest import Manifest, parse_manifest
+
+MANIFEST_FILE = "manifest.yaml"
+REGISTRATION_FILE = "registration.json"
+VERSION_ID_LENGTH = 16
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered, immutable model version."""
+
+    name: str
+    version_id: str
+    content_hash: str
+    manifest_hash: str
+    path: Path
+    manifest: Manifest
+    registered_at: str
+    source: str
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def content_hash(manifest_bytes: bytes, files: dict[str, bytes]) -> str:
+    """sha256 over the manifest and each named file (name, length and bytes)."""
+    digest = hashlib.sha256()
+    for name, data in [(MANIFEST_FILE, manifest_bytes), *sorted(files.items())]:
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+class ModelStore:
+    """Reads and writes the model repository. Thread-safe; rescans on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._versions: dict[str, dict[str, ModelVersion]] = {}
+        self.problems: dict[str, str] = {}
+
+    def scan(self) -> None:
+        """(Re)read every version folder; folders that fail verification are skipped."""
+        found: dict[str, dict[str, ModelVersion]] = {}
+        problems: dict[str, str] = {}
+        if self.root.is_dir():
+            for folder in sorted(p for p in self.root.glob("*/*") if _is_version_folder(p)):
+                try:
+                    version = self._read_version(folder)
+                except Exception as exc:  # noqa: BLE001 - one bad folder must not hide the rest
+                    problems[str(folder)] = str(exc)
+                    log.error("skipping model folder %s: %s", folder, exc)
+                    continue
+                found.setdefault(version.name, {})[version.version_id] = version
+        with self._lock:
+            self._versions, self.problems = found, problems
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._versions)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Versions of a model, oldest first."""
+        with self._lock:
+            by_id = self._versions.get(name)
+        if not by_id:
+            raise NotFoundError(f"model '{name}' not found")
+        return sorted(by_id.values(), key=lambda v: (v.registered_at, v.version_id))
+
+    def get(self, name: str, version_id: str | None = None) -> ModelVersion:
+        """A version by id (or unique id prefix); the latest when ``version_id`` is None."""
+        versions = self.versions(name)
+        if version_id is None:
+            return versions[-1]
+        matches = [v for v in versions if v.version_id.startswith(version_id)] if version_id else []
+        if len(matches) != 1:
+            with self._lock:
+                self._rescan_if_new(name, version_id)
+            matches = [v for v in self.versions(name) if v.version_id.startswith(version_id)]
+        if len(matches) != 1:
+            raise NotFoundError(f"version '{version_id}' of model '{name}' not found")
+        return matches[0]
+
+    def _rescan_if_new(self, name: str, version_id: str) -> None:
+        folder = self.root / name / version_id
+        if folder.is_dir() and version_id not in self._versions.get(name, {}):
+            try:
+                version = self._read_version(folder)
+            except Exception as exc:  # noqa: BLE001
+                self.problems[str(folder)] = str(exc)
+                return
+            self._versions.setdefault(name, {})[version.version_id] = version
+
+    def register(
+        self, manifest_bytes: bytes, files: dict[str, bytes], source: str
+    ) -> tuple[ModelVersion, bool]:
+        """Write a new version atomically. Returns (version, created); idempotent by content."""
+        manifest = parse_manifest(manifest_bytes)
+        expected = set(manifest.data_files())
+        if set(files) != expected:
+            missing, extra = sorted(expected - set(files)), sorted(set(files) - expected)
+            raise ConflictError(
+                f"files do not match the manifest: missing {missing}, extra {extra}"
+            )
+        digest = content_hash(manifest_bytes, files)
+        version_id = digest[:VERSION_ID_LENGTH]
+        target = self.root / manifest.name / version_id
+        if target.is_dir():
+            self.scan()
+            return self.get(manifest.name, version_id), False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+        try:
+            (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
+            for name, data in files.items():
+                (staging / name).write_bytes(data)
+            registration = {"registered_at": _now(), "source": source, "content_hash": digest}
+            (staging / REGISTRATION_FILE).write_text(json.dumps(registration, indent=2) + "\n")
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.scan()
+        return self.get(manifest.name, version_id), True
+
+    def _read_version(self, folder: Path) -> ModelVersion:
+        manifest_bytes = (folder / MANIFEST_FILE).read_bytes()
+        manifest = parse_manifest(manifest_bytes)
+        files = {name: (folder / name).read_bytes() for name in manifest.data_files()}
+        digest = content_hash(manifest_bytes, files)
+        if folder.name != digest[:VERSION_ID_LENGTH]:
+            raise ValueError(
+                f"content hash {digest[:VERSION_ID_LENGTH]} does not match folder name: "
+                "a registered version was modified"
+            )
+        if folder.parent.name != manifest.name:
+            raise ValueError(f"manifest name '{manifest.name}' does not match folder")
+        registration = _read_registration(folder / REGISTRATION_FILE)
+        return ModelVersion(
+            name=manifest.name,
+            version_id=folder.name,
+            content_hash=digest,
+            manifest_hash=hashlib.sha256(manifest_bytes).hexdigest(),
+            path=folder,
+            manifest=manifest,
+            registered_at=registration.get("registered_at", "1970-01-01T00:00:00Z"),
+            source=registration.get("source", "local"),
+        )
+
+
+def _read_registration(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_version_folder(path: Path) -> bool:
+    """Version folders, not staging areas (dot-names) or stray files."""
+    return path.is_dir() and not path.name.startswith(".") and not path.parent.name.startswith(".")

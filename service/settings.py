@@ -1,0 +1,56 @@
+"""Service settings, read from the environment with the ``XAI_`` prefix."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Scope(StrEnum):
+    """What an API key may do. ``admin`` implies ``explain``."""
+
+    explain = "explain"
+    admin = "admin"
+
+
+class Settings(BaseSettings):
+    """All tunables of the gateway and its executor."""
+
+    model_config = SettingsConfigDict(env_prefix="XAI_", extra="ignore")
+
+    models_dir: Path = Field(Path("models"), description="Model repository folder.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: dict[str, list[Scope]] = Field(
+        default_factory=dict,
+        description='JSON object: API key -> scopes, e.g. {"k1": ["explain"], "k2": ["admin"]}.',
+    )
+    redis_url: str | None = None
+    workers: int = Field(2, ge=1, le=64, description="Embedded worker processes.")
+    job_time_limit: float = Field(120.0, gt=0, description="Hard limit per job chunk, seconds.")
+    default_wait: float = Field(10.0, ge=0, description="Seconds a request waits before 202.")
+    max_wait: float = Field(60.0, ge=0)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_instances: int = Field(10_000, ge=1)
+    chunk_size: int = Field(50, ge=1, description="Instances per worker task of a job.")
+    cache_max_entries: int = Field(4096, ge=1)
+    job_ttl_seconds: float = Field(3600.0, gt=0)
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    extra_trusted_types: list[str] = Field(
+        default_factory=list,
+        description="Operator-approved extra types for skops loading (never from a manifest).",
+    )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return Settings()

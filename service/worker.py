@@ -1,0 +1,136 @@
+"""Worker process entry: warm model and explainer caches, run one task, report the result.
+
+The same :func:`run_task` runs in the embedded process pool and in distributed workers.
+It never raises: failures come back as an error payload with a status and a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from service.errors import ServiceError, invalid
+from service.explainers.base import Explainer
+from service.explainers.registry import METHODS, explainer_class, parse_options
+from service.jobs.keys import canonical_json, row_seed
+from service.jobs.spec import TaskKind, TaskResult, TaskSpec
+from service.registry.artifacts import UnsafeArtifactError
+from service.registry.loaded import LoadedModel
+from service.registry.store import ModelStore
+from service.registry.validation import CandidateError, validate_candidate
+
+log = logging.getLogger(__name__)
+
+MAX_MODELS = 8
+MAX_EXPLAINERS = 32
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+_stores: dict[str, ModelStore] = {}
+_models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+_explainers: OrderedDict[tuple[str, str, bytes], Explainer] = OrderedDict()
+_extra_trusted: tuple[str, ...] = ()
+
+
+def init_worker(models_dir: str, extra_trusted: list[str], threads: int = 1) -> None:
+    """Process initializer: limit native threads, then load the latest model versions."""
+    global _extra_trusted
+    _extra_trusted = tuple(extra_trusted)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    store = _store(models_dir)
+    for name in store.names():
+        try:
+            _model(models_dir, name, store.get(name).version_id)
+        except Exception as exc:  # noqa: BLE001 - a broken model must not stop the worker
+            log.error("could not preload %s: %s", name, exc)
+
+
+def run_task(spec: TaskSpec) -> TaskResult:
+    """Run one task; return ``results``/``description`` or an ``error`` payload."""
+    try:
+        kind = TaskKind(spec["kind"])
+        if kind is TaskKind.ping:
+            return {"results": [{"pid": os.getpid()}]}
+        if kind is TaskKind.validate:
+            return {
+                "description": validate_candidate(
+                    Path(spec["folder"]), spec["source"], _extra_trusted
+                )
+            }
+        model = _model(spec["models_dir"], spec["model"], spec["version"])
+        if kind is TaskKind.describe:
+            return {"description": describe(model)}
+        frame = model.frame(spec["instances"])
+        predictions = model.predictions(frame)
+        if kind is TaskKind.predict:
+            return {"results": predictions}
+        seeds = [row_seed(spec["seed"], spec.get("offset", 0) + i) for i in range(len(frame))]
+        per_method = {
+            method: _explainer(model, method, spec["options"].get(method)).explain(frame, seeds)
+            for method in spec["methods"]
+        }
+        return {
+            "results": [
+                {"prediction": p, "explanations": {m: per_method[m][i] for m in spec["methods"]}}
+                for i, p in enumerate(predictions)
+            ]
+        }
+    except ServiceError as exc:
+        return {"error": exc.as_payload()}
+    except (UnsafeArtifactError, CandidateError) as exc:
+        return {"error": {"status_code": 422, "message": str(exc)}}
+    except Exception as exc:  # noqa: BLE001 - reported as a failed job, never lost
+        log.exception("task failed")
+        return {"error": {"status_code": 500, "message": f"{type(exc).__name__}: {exc}"}}
+
+
+def describe(model: LoadedModel) -> dict[str, Any]:
+    """What the gateway shows about a loaded version: methods and SHAP algorithm."""
+    methods = sorted(m for m, cls in METHODS.items() if cls.supports(model))
+    shap = _explainer(model, "shap", None)
+    return {
+        "methods": methods,
+        "shap_algorithm": getattr(shap, "algorithm", None),
+        "reference_rows": len(model.reference),
+    }
+
+
+def _store(models_dir: str) -> ModelStore:
+    store = _stores.get(models_dir)
+    if store is None:
+        store = _stores[models_dir] = ModelStore(Path(models_dir))
+        store.scan()
+    return store
+
+
+def _model(models_dir: str, name: str, version_id: str) -> LoadedModel:
+    key = (models_dir, version_id)
+    model = _models.get(key)
+    if model is None:
+        model = LoadedModel.load(_store(models_dir).get(name, version_id), _extra_trusted)
+        _models[key] = model
+        while len(_models) > MAX_MODELS:
+            _models.popitem(last=False)
+    _models.move_to_end(key)
+    return model
+
+
+def _explainer(model: LoadedModel, method: str, raw_options: dict[str, Any] | None) -> Explainer:
+    options = parse_options(method, raw_options)
+    key = (model.version.content_hash, method, canonical_json(options.model_dump()))
+    explainer = _explainers.get(key)
+    if explainer is None:
+        cls = explainer_class(method)
+        if not cls.supports(model):
+            raise invalid(("body", "methods"), f"method '{method}' does not support this model")
+        explainer = _explainers[key] = cls(model, options)
+        while len(_explainers) > MAX_EXPLAINERS:
+            _explainers.popitem(last=False)
+    _explainers.move_to_end(key)
+    return explainer

@@ -1,0 +1,117 @@
+"""Shared fixtures: demo models in a scratch folder and real gateway processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "german_credit.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``xai-service serve`` as a subprocess on a free loopback port."""
+
+    def __init__(self, models_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "XAI_MODELS_DIR": str(models_dir),
+            "XAI_PORT": str(self.port),
+            "XAI_HOST": "127.0.0.1",
+            "XAI_WORKERS": "2",
+            **(env or {}),
+        }
+        self.log = models_dir.parent / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> ServerProcess:
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"server not ready in {timeout}s: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch copy of the committed demo models (tests may register more)."""
+    target = tmp_path_factory.mktemp("repo") / "models"
+    shutil.copytree(ROOT / "models", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def server(models_dir: Path) -> Iterator[ServerProcess]:
+    """The service as a user runs it, without auth, shared by the session."""
+    process = ServerProcess(models_dir).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def german_credit() -> pd.DataFrame:
+    return pd.read_csv(DATA)
+
+
+@pytest.fixture(scope="session")
+def applicants(german_credit: pd.DataFrame) -> list[dict[str, Any]]:
+    """The 1000 applicants as JSON-ready instances (no label)."""
+    rows = german_credit.drop(columns="creditability").to_dict("records")
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
+
+
+@pytest.fixture(scope="session")
+def applicant(applicants: list[dict[str, Any]]) -> dict[str, Any]:
+    """Applicant #1 of the data set, denied by both demo models."""
+    return applicants[1]
