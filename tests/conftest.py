@@ -44,7 +44,7 @@ class ServerProcess:
         self.log = models_dir.parent / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 120) -> ServerProcess:
+    def start_process(self) -> None:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve"],
@@ -54,6 +54,11 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start(self, timeout: float = 120) -> ServerProcess:
+        """Start and wait until /readyz answers 200."""
+        self.start_process()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -113,5 +118,5 @@ def applicants(german_credit: pd.DataFrame) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def applicant(applicants: list[dict[str, Any]]) -> dict[str, Any]:
-    """Applicant #1 of the data set, denied by both demo models."""
-    return applicants[1]
+    """Applicant #4 of the data set (label bad), denied by both demo models."""
+    return applicants[4]

@@ -30,7 +30,7 @@ from service.registry.schema import validate_instances
 from service.registry.store import ModelStore, ModelVersion
 from service.settings import Settings
 
-UPLOAD_FIELDS = ("artifact", "reference", "evaluation")
+INLINE_VALIDATION_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class DataPlane:
     async def predict(
         self, name: str, version_id: str | None, body: schemas.PredictRequest
     ) -> Outcome:
-        version, instances = self._checked(name, version_id, body.instances)
+        version, instances = await self._checked(name, version_id, body.instances)
         key = content_key(version.content_hash, TaskKind.predict, [], {}, instances)
 
         def assemble(rows: list[dict[str, Any]]) -> bytes:
@@ -143,7 +143,7 @@ class DataPlane:
     async def explain(
         self, name: str, version_id: str | None, body: schemas.ExplainRequest
     ) -> Outcome:
-        version, instances = self._checked(name, version_id, body.instances)
+        version, instances = await self._checked(name, version_id, body.instances)
         methods = list(dict.fromkeys(body.methods))
         options = {
             m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
@@ -173,7 +173,7 @@ class DataPlane:
             key, TaskKind.explain, version, instances, methods, options, seed, assemble, body.wait
         )
 
-    def _checked(
+    async def _checked(
         self, name: str, version_id: str | None, instances: list[dict[str, Any]]
     ) -> tuple[ModelVersion, list[dict[str, Any]]]:
         version = self.store.get(name, version_id)
@@ -181,7 +181,10 @@ class DataPlane:
             raise PayloadTooLargeError(
                 f"{len(instances)} instances exceed the limit of {self.settings.max_instances}"
             )
-        return version, validate_instances(version.manifest, instances)
+        if len(instances) <= INLINE_VALIDATION_ROWS:
+            return version, validate_instances(version.manifest, instances)
+        # Large batches are validated off the event loop.
+        return version, await asyncio.to_thread(validate_instances, version.manifest, instances)
 
     async def _run(
         self,
@@ -231,7 +234,9 @@ class DataPlane:
             body = self.manager.result(record.job_id)
             if body is not None:
                 return Outcome(200, body, record.job_id, "miss")
-        raise error_from_payload(record.error or {"status_code": 500, "message": "result lost"})
+        error = error_from_payload(record.error or {"status_code": 500, "message": "result lost"})
+        error.headers["X-Job-Id"] = record.job_id
+        raise error
 
     def _accepted(self, record: JobRecord) -> schemas.JobAccepted:
         return schemas.JobAccepted(

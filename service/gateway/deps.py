@@ -37,10 +37,17 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "Not ready or unavailable",
         504: "The job exceeded its hard time limit",
     }
+    job_header = {
+        "X-Job-Id": {
+            "description": "The failed job, when a job failed",
+            "schema": {"type": "string"},
+        }
+    }
     return {
         code: {
             "model": schemas.ValidationErrorResponse if code == 422 else schemas.ErrorResponse,
             "description": descriptions[code],
+            **({"headers": job_header} if code in (422, 504) else {}),
         }
         for code in codes
     }

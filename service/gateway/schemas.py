@@ -109,6 +109,9 @@ class ShapEvidence(BaseModel):
     permutations: int | None = None
     seed: int | None = None
     max_std_error: float | None = None
+    fallback_reason: str | None = Field(
+        None, description="Why an exact algorithm was not used, when one was tried."
+    )
 
 
 class ShapExplanation(BaseModel):

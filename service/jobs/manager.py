@@ -60,6 +60,7 @@ class JobManager:
         if existing is not None and not existing.state.finished:
             return existing
         record.chunks = len(specs)
+        self._forget_expired()
         self.store.put(record)
         running = self._running[record.job_id] = _Running()
         running.futures = [self.executor.submit(spec, self.time_limit) for spec in specs]
@@ -68,6 +69,10 @@ class JobManager:
         )
         self.submitted += 1
         return record
+
+    def _forget_expired(self) -> None:
+        for job_id in [j for j in self._running if self.store.get(j) is None]:
+            del self._running[job_id]
 
     async def wait(self, record: JobRecord, timeout: float) -> bool:
         """True when the job finished within ``timeout`` seconds."""
@@ -135,7 +140,8 @@ class JobManager:
                 "error": {
                     "status_code": 504,
                     "message": (
-                        f"exceeded the hard time limit of {self.time_limit:g} s; the worker was stopped"
+                        f"exceeded the hard time limit of {self.time_limit:g} s; "
+                        "the worker was stopped"
                     ),
                 }
             }

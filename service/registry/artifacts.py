@@ -24,6 +24,8 @@ TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset(
         "sklearn._loss.loss.HalfSquaredError",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "collections.OrderedDict",
     }
 )

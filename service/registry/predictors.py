@@ -56,7 +56,7 @@ class Predictor(ABC):
         return None
 
     def tree_model(self) -> Any | None:
-        """An object ``shap.TreeExplainer`` accepts, whose raw output is ``output_sign`` × margin."""
+        """What ``shap.TreeExplainer`` accepts; its raw output is ``output_sign`` * margin."""
         return None
 
     def linear_view(self) -> LinearView | None:

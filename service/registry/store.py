@@ -93,26 +93,36 @@ class ModelStore:
 
     def get(self, name: str, version_id: str | None = None) -> ModelVersion:
         """A version by id (or unique id prefix); the latest when ``version_id`` is None."""
-        versions = self.versions(name)
         if version_id is None:
-            return versions[-1]
-        matches = [v for v in versions if v.version_id.startswith(version_id)] if version_id else []
-        if len(matches) != 1:
-            with self._lock:
-                self._rescan_if_new(name, version_id)
-            matches = [v for v in self.versions(name) if v.version_id.startswith(version_id)]
-        if len(matches) != 1:
+            return self.versions(name)[-1]
+        found = self._match(name, version_id)
+        if found is None:
+            # Another process may have registered it since the last scan.
+            self._read_if_new(name, version_id)
+            found = self._match(name, version_id)
+        if found is None:
+            self.versions(name)  # 404 for the model itself when it is unknown
             raise NotFoundError(f"version '{version_id}' of model '{name}' not found")
-        return matches[0]
+        return found
 
-    def _rescan_if_new(self, name: str, version_id: str) -> None:
+    def _match(self, name: str, version_id: str) -> ModelVersion | None:
+        with self._lock:
+            by_id = self._versions.get(name, {})
+            matches = [
+                v for v in by_id.values() if version_id and v.version_id.startswith(version_id)
+            ]
+        return matches[0] if len(matches) == 1 else None
+
+    def _read_if_new(self, name: str, version_id: str) -> None:
         folder = self.root / name / version_id
-        if folder.is_dir() and version_id not in self._versions.get(name, {}):
-            try:
-                version = self._read_version(folder)
-            except Exception as exc:  # noqa: BLE001
-                self.problems[str(folder)] = str(exc)
-                return
+        if not _is_version_folder(folder):
+            return
+        try:
+            version = self._read_version(folder)
+        except Exception as exc:  # noqa: BLE001 - recorded, reported as not found
+            self.problems[str(folder)] = str(exc)
+            return
+        with self._lock:
             self._versions.setdefault(name, {})[version.version_id] = version
 
     def register(

@@ -18,6 +18,8 @@ from service.explainers.shap.tree import TreeShap
 from service.registry.loaded import LoadedModel
 
 BACKGROUND_SEED = 0
+VERIFY_ROWS = 5
+VERIFY_TOLERANCE = 1e-6
 
 
 class ShapExplainer(Explainer):
@@ -29,26 +31,43 @@ class ShapExplainer(Explainer):
         super().__init__(model, options)
         predictor = model.predictor
         self.space = _space(options.output, predictor.is_classifier)
-        self.algorithm = options.algorithm
-        exact_space = self.space != "probability"
+        self.fallback_reason: str | None = None
         self.engine: TreeShap | LinearShap | PermutationShap | None = None
-        if options.algorithm in ("auto", "linear") and exact_space:
-            self.engine = _try(lambda: LinearShap(predictor, self._background(None)))
-            self.algorithm = "linear"
-        if self.engine is None and options.algorithm in ("auto", "tree") and exact_space:
-            self.engine = _try(lambda: TreeShap(predictor, self._background(None)))
-            self.algorithm = "tree"
-        if self.engine is None and options.algorithm in ("tree", "linear"):
-            why = "" if exact_space else " in probability space (it is not additive there)"
-            raise invalid(
-                ("body", "options", "shap", "algorithm"),
-                f"'{options.algorithm}' SHAP is not available for this model{why}; "
-                "use 'auto' or 'sampling'",
-            )
+        candidates = {
+            "linear": lambda: LinearShap(predictor, self._background(None)),
+            "tree": lambda: TreeShap(predictor, self._background(None)),
+        }
+        for name, build in candidates.items():
+            if options.algorithm in ("auto", name) and self.engine is None:
+                self.engine, why = self._verified(build)
+                self.algorithm = name
+                if why and options.algorithm == name:
+                    raise invalid(
+                        ("body", "options", "shap", "algorithm"),
+                        f"'{name}' SHAP is not available for this model in {self.space} "
+                        f"space ({why}); use 'auto' or 'sampling'",
+                    )
+                if why and self.fallback_reason is None and "offers no" not in why:
+                    self.fallback_reason = f"{name}: {why}"
         if self.engine is None:
             rows = self._background(DEFAULT_BACKGROUND_ROWS)
             self.engine = PermutationShap(predictor, rows, self.space, options.permutations)
             self.algorithm = "sampling"
+
+    def _verified(self, build: Any) -> tuple[TreeShap | LinearShap | None, str | None]:
+        """Build an exact engine and prove it on reference rows: its values must add up to
+        the model's own output in the requested space, else it is not used."""
+        try:
+            engine = build()
+        except Exception as exc:  # noqa: BLE001 - the capability is absent
+            return None, str(exc) or type(exc).__name__
+        probe = self.model.reference.iloc[:VERIFY_ROWS]
+        attributions = engine.explain(probe)
+        expected = self.model.predictor.output(probe, self.space)
+        error = np.abs(expected - attributions.base_value - attributions.values.sum(axis=1))
+        if not np.all(error <= VERIFY_TOLERANCE * np.maximum(1.0, np.abs(expected))):
+            return None, f"its values do not add up to the model's {self.space} output"
+        return engine, None
 
     def _background(self, default_rows: int | None) -> pd.DataFrame:
         reference = self.model.reference
@@ -96,6 +115,8 @@ class ShapExplainer(Explainer):
             "model_output": fx,
             "additivity_error": abs(fx - part.base_value - float(np.sum(values))),
         }
+        if self.fallback_reason:
+            evidence["fallback_reason"] = self.fallback_reason
         if isinstance(self.engine, PermutationShap):
             evidence["permutations"] = self.engine.permutations
             evidence["seed"] = seed
@@ -125,13 +146,6 @@ def _space(requested: str, is_classifier: bool) -> str:
             f"'{requested}' applies to classifiers; a regression model explains its raw output",
         )
     return requested
-
-
-def _try(build: Any) -> Any:
-    try:
-        return build()
-    except Exception:  # noqa: BLE001 - the capability is simply absent; fall back
-        return None
 
 
 def _json_value(value: Any) -> Any:

@@ -1,0 +1,157 @@
+"""SHAP values are exact where the service claims exactness, and honest where sampled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+
+from service.errors import InvalidRequestError
+from service.explainers.shap import ShapExplainer, ShapOptions
+from service.registry.loaded import LoadedModel
+from service.registry.store import ModelStore
+from tests.conftest import ROOT
+from tests.explainers.shapley import exact_shapley
+
+
+def contributions(result: dict[str, Any], names: list[str]) -> np.ndarray:
+    by_feature = {a["feature"]: a["contribution"] for a in result["attributions"]}
+    return np.array([by_feature[n] for n in names])
+
+
+@pytest.mark.parametrize(
+    ("kind", "output", "algorithm"),
+    [
+        ("boosted", "log_odds", "tree"),
+        ("forest", "probability", "tree"),
+        ("logistic", "log_odds", "linear"),
+    ],
+)
+def test_exact_algorithms_equal_brute_force_shapley(
+    small_models: dict[str, LoadedModel],
+    probe_rows: pd.DataFrame,
+    kind: str,
+    output: str,
+    algorithm: str,
+) -> None:
+    model = small_models[kind]
+    explainer = ShapExplainer(model, ShapOptions(output=output))
+    assert explainer.algorithm == algorithm
+    frame = model.frame(probe_rows.to_dict("records"))
+    results = explainer.explain(frame, seeds=[0] * len(frame))
+    names = model.manifest.feature_names
+    for i, result in enumerate(results):
+        phi, base = exact_shapley(
+            lambda f: model.predictor.output(f, output), frame.iloc[[i]], model.reference
+        )
+        np.testing.assert_allclose(contributions(result, names), phi, atol=1e-6)
+        assert result["base_value"] == pytest.approx(base, abs=1e-6)
+        assert result["evidence"]["additivity_error"] < 1e-6
+        assert result["output_space"] == output
+
+
+def test_forest_log_odds_is_not_passed_off_as_tree_shap(
+    small_models: dict[str, LoadedModel],
+) -> None:
+    """A forest's trees output probabilities; in log-odds the service must not claim TreeSHAP."""
+    explainer = ShapExplainer(small_models["forest"], ShapOptions(output="log_odds"))
+    assert explainer.algorithm == "sampling"
+    assert "tree" in (explainer.fallback_reason or "")
+    with pytest.raises(InvalidRequestError) as raised:
+        ShapExplainer(small_models["forest"], ShapOptions(output="log_odds", algorithm="tree"))
+    assert raised.value.issues[0].loc == ("body", "options", "shap", "algorithm")
+
+
+def test_sampling_standard_errors_cover_the_true_error(
+    small_models: dict[str, LoadedModel], probe_rows: pd.DataFrame
+) -> None:
+    model = small_models["mlp"]
+    explainer = ShapExplainer(model, ShapOptions(permutations=32))
+    assert explainer.algorithm == "sampling"
+    frame = model.frame(probe_rows.iloc[:2].to_dict("records"))
+    names = model.manifest.feature_names
+    covered, total = 0, 0
+    for i in range(len(frame)):
+        exact, _ = exact_shapley(
+            lambda f: model.predictor.margin(f), frame.iloc[[i]], model.reference
+        )
+        for seed in range(12):
+            result = explainer.explain(frame.iloc[[i]], seeds=[seed])[0]
+            estimate = contributions(result, names)
+            errors = np.array(
+                [{a["feature"]: a["std_error"] for a in result["attributions"]}[n] for n in names]
+            )
+            covered += int(np.sum(np.abs(estimate - exact) <= 2.0 * errors + 1e-12))
+            total += len(names)
+            assert result["evidence"]["additivity_error"] < 1e-9
+    assert covered / total >= 0.85
+
+
+def test_sampling_is_reproducible_by_seed(
+    small_models: dict[str, LoadedModel], probe_rows: pd.DataFrame
+) -> None:
+    model = small_models["mlp"]
+    frame = model.frame(probe_rows.iloc[:1].to_dict("records"))
+    first = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[7])
+    again = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[7])
+    other = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[8])
+    assert first == again
+    assert first != other
+
+
+@pytest.fixture(scope="module")
+def demo_store() -> ModelStore:
+    store = ModelStore(ROOT / "models")
+    store.scan()
+    return store
+
+
+def test_demo_logit_equals_coefficient_times_deviation_from_reference_mean(
+    demo_store: ModelStore, applicants: list[dict[str, Any]]
+) -> None:
+    """phi_j = sum over j's encoded columns of coef * (x - reference mean), computed here from
+    the pipeline's own feature names, independently of the service's column mapping."""
+    version = demo_store.get("german-credit-logit")
+    pipeline = skops.io.load(
+        version.file("model.skops"),
+        trusted=skops.io.get_untrusted_types(file=version.file("model.skops")),
+    )
+    model = LoadedModel.load(version)
+    encoder, logit = pipeline[:-1], pipeline[-1]
+    columns = list(encoder.get_feature_names_out())
+    reference_mean = encoder.transform(model.reference).mean(axis=0)
+    frame = model.frame(applicants[:25])
+    design = encoder.transform(frame)
+    expected_terms = logit.coef_[0] * (design - reference_mean)
+    results = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[0] * len(frame))
+    for i, result in enumerate(results):
+        assert result["evidence"]["algorithm"] == "linear"
+        for attribution in result["attributions"]:
+            name = attribution["feature"]
+            own = [
+                c
+                for c, col in enumerate(columns)
+                if col == f"numeric__{name}" or col.startswith(f"categorical__{name}_")
+            ]
+            assert own, name
+            assert attribution["contribution"] == pytest.approx(
+                expected_terms[i, own].sum(), abs=1e-9
+            )
+        assert result["evidence"]["additivity_error"] < 1e-9
+
+
+def test_demo_tree_shap_is_additive_on_every_applicant(
+    demo_store: ModelStore, applicants: list[dict[str, Any]]
+) -> None:
+    model = LoadedModel.load(demo_store.get("german-credit"))
+    frame = model.frame(applicants)
+    results = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[0] * len(frame))
+    errors = [r["evidence"]["additivity_error"] for r in results]
+    assert results[0]["evidence"]["algorithm"] == "tree"
+    assert results[0]["reference"]["rows"] == 200
+    assert max(errors) < 1e-6
+    margins = model.predictor.margin(frame)
+    np.testing.assert_allclose([r["evidence"]["model_output"] for r in results], margins)
