@@ -1,4 +1,6 @@
-# One image for the gateway (embedded workers). Slim, non-root, with a healthcheck.
+# One image for the gateway and the workers. Slim, non-root, with a healthcheck.
+# Embedded: `xai-service serve`; distributed: set XAI_REDIS_URL and also run
+# `xai-service worker` containers (see docker-compose.yml).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

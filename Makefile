@@ -17,7 +17,8 @@ install: $(STAMP)  ## Create .venv and install the service with its test tools
 serve: install  ## Start the service with the demo models on http://127.0.0.1:8000
 	$(BIN)/xai-service serve
 
-test: install  ## Run every test (lint, unit, end-to-end, contract)
+test: install  ## Run every test (lint, unit, end-to-end, distributed, contract)
+	bash scripts/ensure_system_packages.sh
 	$(BIN)/ruff check service scripts tests
 	$(BIN)/pytest
 

@@ -17,9 +17,9 @@ app = typer.Typer(help="Explanation service for lending models.", no_args_is_hel
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (XAI_HOST)")] = None,  # noqa: UP007
-    port: Annotated[int | None, typer.Option(help="Port (XAI_PORT)")] = None,  # noqa: UP007
-    workers: Annotated[int | None, typer.Option(help="Worker processes (XAI_WORKERS)")] = None,  # noqa: UP007
+    host: Annotated[str | None, typer.Option(help="Bind address (XAI_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (XAI_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (XAI_WORKERS)")] = None,
 ) -> None:
     """Start the gateway with its embedded worker pool."""
     import uvicorn
@@ -43,6 +43,91 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker processes")] = 2,
+    queues: Annotated[str, typer.Option(help="Queues, in priority order")] = "interactive,batch",
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+) -> None:
+    """Start a Celery worker (needs XAI_REDIS_URL): warm models, one BLAS thread each."""
+    import os
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    from service.jobs.celery_app import make_celery
+
+    settings = Settings()
+    if not settings.redis_url:
+        raise typer.BadParameter("set XAI_REDIS_URL to the Redis shared with the gateway")
+    make_celery(settings).worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            "prefork",
+            f"--loglevel={loglevel}",
+            "-n",
+            f"xai-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def batch(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. german-credit")],
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Applicants (CSV)")],
+    out: Annotated[Path, typer.Option(help="Where to write the JSON lines")] = Path(
+        "results.jsonl"
+    ),
+    url: Annotated[
+        str, typer.Option(envvar="XAI_URL", help="Service URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option(envvar="XAI_API_KEY", help="Bearer key")] = None,
+    method: Annotated[list[str], typer.Option(help="Methods (repeatable)")] = ["shap"],  # noqa: B006
+    seed: Annotated[int | None, typer.Option(help="Seed of stochastic methods")] = None,
+) -> None:
+    """Explain every row of a CSV as one batch job, with a progress bar; write JSON lines."""
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from service.batch_client import BatchError, read_instances, run_batch
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        schema = client.get(f"/v1/models/{model}")
+        if schema.status_code != 200:
+            typer.echo(f"error: HTTP {schema.status_code}: {schema.text}", err=True)
+            raise typer.Exit(1)
+        try:
+            instances = read_instances(csv_file, schema.json()["features"])
+            options = {"seed": seed} if seed is not None else {}
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns) as bar:
+                task = bar.add_task(f"{len(instances)} rows", total=1.0)
+                summary = run_batch(
+                    client,
+                    model,
+                    instances,
+                    out,
+                    {"methods": method, "options": options},
+                    lambda done, state: bar.update(task, completed=done, description=state),
+                )
+        except BatchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"job {summary['job_id']}: {summary['rows']} rows written to {out}")
+
+
+@app.command()
 def register(
     manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.yaml")],
     files: Annotated[
@@ -51,7 +136,7 @@ def register(
             exists=True, dir_okay=False, help="artifact, reference and evaluation files"
         ),
     ],
-    models_dir: Annotated[Path | None, typer.Option(help="Model repository")] = None,  # noqa: UP007
+    models_dir: Annotated[Path | None, typer.Option(help="Model repository")] = None,
 ) -> None:
     """Register a local model version (validated; joblib allowed if the manifest trusts it)."""
     import tempfile

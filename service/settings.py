@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(50, ge=1, description="Instances per worker task of a job.")
     cache_max_entries: int = Field(4096, ge=1)
     job_ttl_seconds: float = Field(3600.0, gt=0)
+    redelivery_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Distributed: a task whose worker died is redelivered after this "
+        "(default 2 x job_time_limit + 30; must exceed job_time_limit).",
+    )
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
     extra_trusted_types: list[str] = Field(
         default_factory=list,
@@ -48,6 +54,12 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds before an unacknowledged task is redelivered to another worker."""
+        default = self.job_time_limit * 2 + 30
+        return int(max(self.redelivery_seconds or default, self.job_time_limit + 1))
 
 
 @lru_cache(maxsize=1)

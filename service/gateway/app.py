@@ -12,13 +12,13 @@ from fastapi.routing import APIRoute
 
 from service import __version__
 from service.gateway.dataplane import DataPlane
+from service.gateway.documents import assemble
 from service.gateway.errors import install_error_handlers
 from service.gateway.limits import BodySizeLimit
 from service.gateway.metrics import Metrics, MetricsMiddleware, ServiceCollector
 from service.gateway.routes import health, inference, jobs, models
+from service.jobs.backend import JobBackend
 from service.jobs.cache import MemoryCache
-from service.jobs.executor import EmbeddedExecutor
-from service.jobs.manager import JobManager
 from service.jobs.store import MemoryJobStore
 from service.registry.store import ModelStore
 from service.settings import Settings, get_settings
@@ -41,21 +41,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ModelStore(settings.models_dir)
         store.scan()
-        executor = EmbeddedExecutor(settings)
-        executor.start()
-        manager = JobManager(
-            executor,
-            MemoryJobStore(settings.job_ttl_seconds),
-            MemoryCache(settings.cache_max_entries),
-            settings.job_time_limit,
-        )
-        app.state.dataplane = DataPlane(settings, store, manager)
+        backend = job_backend(settings)
+        await backend.start()
+        app.state.dataplane = DataPlane(settings, store, backend)
         warm = asyncio.create_task(_warm_up(app))
         try:
             yield
         finally:
             warm.cancel()
-            executor.stop()
+            await backend.stop()
 
     app = FastAPI(
         title="xai-service",
@@ -76,6 +70,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def job_backend(settings: Settings) -> JobBackend:
+    """Celery on Redis when ``XAI_REDIS_URL`` is set, else the embedded process pool."""
+    if settings.redis_url:
+        from service.jobs.distributed import RedisJobs
+
+        return RedisJobs(settings, assemble)
+    from service.jobs.executor import EmbeddedExecutor
+    from service.jobs.manager import EmbeddedJobs
+
+    return EmbeddedJobs(
+        EmbeddedExecutor(settings),
+        MemoryJobStore(settings.job_ttl_seconds),
+        MemoryCache(settings.cache_max_entries),
+        settings.job_time_limit,
+        assemble,
+    )
 
 
 async def _warm_up(app: FastAPI) -> None:

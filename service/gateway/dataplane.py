@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +23,21 @@ from service.errors import (
     error_from_payload,
 )
 from service.gateway import schemas
+from service.gateway.documents import dump
+from service.jobs.backend import JobBackend, JobView
 from service.jobs.keys import content_key, derived_seed
-from service.jobs.manager import Assemble, JobManager
 from service.jobs.spec import TaskKind, TaskSpec
-from service.jobs.store import JobRecord, JobState
+from service.jobs.store import JobState
 from service.registry.artifacts import UnsafeArtifactError, check_upload_format
 from service.registry.manifest import parse_manifest
 from service.registry.schema import validate_instances
 from service.registry.store import ModelStore, ModelVersion
 from service.settings import Settings
 
+log = logging.getLogger(__name__)
+
 INLINE_VALIDATION_ROWS = 100
+INTERACTIVE, BATCH = "interactive", "batch"
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,8 @@ class Outcome:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, store: ModelStore, manager: JobManager) -> None:
-        self.settings, self.store, self.manager = settings, store, manager
+    def __init__(self, settings: Settings, store: ModelStore, jobs: JobBackend) -> None:
+        self.settings, self.store, self.jobs = settings, store, jobs
         self.descriptions: dict[str, dict[str, Any]] = {}
         self.ready = False
         self.cache_hits = 0
@@ -57,15 +64,24 @@ class DataPlane:
 
     # --- lifecycle
     async def warm_up(self) -> None:
-        """Ping the executor and describe every latest version (loads them in workers)."""
-        await self._task({"kind": TaskKind.ping})
-        for name in self.store.names():
-            await self.describe(self.store.get(name))
+        """Check the executor answers and describe every latest version (loads them)."""
+        if self.settings.redis_url is None:
+            await self.jobs.call({"kind": TaskKind.ping})
+            for name in self.store.names():
+                try:
+                    await self.describe(self.store.get(name))
+                except ServiceError as exc:  # one bad model must not keep the rest down
+                    log.error("could not load model %s: %s", name, exc)
         self.ready = True
+
+    async def problem(self) -> str | None:
+        if not self.ready:
+            return "models are loading"
+        return await self.jobs.problem()
 
     async def describe(self, version: ModelVersion) -> dict[str, Any]:
         if version.version_id not in self.descriptions:
-            outcome = await self._task(
+            outcome = await self.jobs.call(
                 {
                     "kind": TaskKind.describe,
                     "models_dir": str(self.settings.models_dir),
@@ -126,19 +142,8 @@ class DataPlane:
     ) -> Outcome:
         version, instances = await self._checked(name, version_id, body.instances)
         key = content_key(version.content_hash, TaskKind.predict, [], {}, instances)
-
-        def assemble(rows: list[dict[str, Any]]) -> bytes:
-            return _dump(
-                schemas.PredictResponse(
-                    model=name,
-                    version=version.version_id,
-                    content_hash=version.content_hash,
-                    job_id=key,
-                    predictions=[schemas.Prediction(**r) for r in rows],
-                )
-            )
-
-        return await self._run(key, TaskKind.predict, version, instances, [], {}, 0, assemble, None)
+        header = _header(version, key)
+        return await self._run(key, TaskKind.predict, version, instances, [], {}, 0, header, None)
 
     async def explain(
         self, name: str, version_id: str | None, body: schemas.ExplainRequest
@@ -156,21 +161,9 @@ class DataPlane:
             instances,
         )
         seed = body.options.seed if body.options.seed is not None else derived_seed(key)
-
-        def assemble(rows: list[dict[str, Any]]) -> bytes:
-            return _dump(
-                schemas.ExplainResponse(
-                    model=name,
-                    version=version.version_id,
-                    content_hash=version.content_hash,
-                    job_id=key,
-                    seed=seed,
-                    results=[schemas.InstanceExplanation(**r) for r in rows],
-                )
-            )
-
+        header = {**_header(version, key), "seed": seed}
         return await self._run(
-            key, TaskKind.explain, version, instances, methods, options, seed, assemble, body.wait
+            key, TaskKind.explain, version, instances, methods, options, seed, header, body.wait
         )
 
     async def _checked(
@@ -195,10 +188,10 @@ class DataPlane:
         methods: list[str],
         options: dict[str, Any],
         seed: int,
-        assemble: Assemble,
+        header: dict[str, Any],
         wait: float | None,
     ) -> Outcome:
-        cached = self.manager.cache.get(key)
+        cached = await self.jobs.cached(key)
         if cached is not None:
             self.cache_hits += 1
             return Outcome(200, cached, key, "hit")
@@ -220,37 +213,44 @@ class DataPlane:
             }
             for i in range(0, len(instances), size)
         ]
-        record = JobRecord(
-            job_id=key, kind=kind.value, model=version.name, version=version.version_id
+        view = JobView(
+            job_id=key,
+            kind=kind.value,
+            model=version.name,
+            version=version.version_id,
+            state=JobState.queued,
+            progress=0.0,
+            created_at=time.time(),
         )
-        record = self.manager.start(record, specs, assemble)
+        queue = INTERACTIVE if len(specs) == 1 else BATCH
+        await self.jobs.submit(view, specs, header, queue)
         budget = self.settings.default_wait if wait is None else wait
-        if await self.manager.wait(record, min(budget, self.settings.max_wait)):
-            return self._finished(record)
-        return Outcome(202, _dump(self._accepted(record)), key)
+        current = await self.jobs.wait(key, min(budget, self.settings.max_wait))
+        if current is not None and current.state.finished:
+            return await self._finished(current)
+        state = current or view
+        accepted = schemas.JobAccepted(
+            job_id=key,
+            status=state.state.value,
+            progress=state.progress,
+            location=f"/v1/jobs/{key}",
+        )
+        return Outcome(202, dump(accepted), key)
 
-    def _finished(self, record: JobRecord) -> Outcome:
-        if record.state is JobState.succeeded:
-            body = self.manager.result(record.job_id)
+    async def _finished(self, view: JobView) -> Outcome:
+        if view.state is JobState.succeeded:
+            body = await self.jobs.result(view.job_id)
             if body is not None:
-                return Outcome(200, body, record.job_id, "miss")
-        error = error_from_payload(record.error or {"status_code": 500, "message": "result lost"})
-        error.headers["X-Job-Id"] = record.job_id
+                return Outcome(200, body, view.job_id, "miss")
+        error = error_from_payload(view.error or {"status_code": 500, "message": "result lost"})
+        error.headers["X-Job-Id"] = view.job_id
         raise error
 
-    def _accepted(self, record: JobRecord) -> schemas.JobAccepted:
-        return schemas.JobAccepted(
-            job_id=record.job_id,
-            status=record.state.value,
-            progress=record.progress,
-            location=f"/v1/jobs/{record.job_id}",
-        )
-
     # --- jobs
-    def job_status(self, job_id: str) -> bytes:
-        record = self.manager.find(job_id)
-        if record is None:
-            cached = self.manager.cache.get(job_id)
+    async def job_status(self, job_id: str) -> bytes:
+        view = await self.jobs.view(job_id)
+        if view is None:
+            cached = await self.jobs.cached(job_id)
             if cached is None:
                 raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
             result = orjson.loads(cached)
@@ -265,26 +265,50 @@ class DataPlane:
             }
             return orjson.dumps({**status, "result": orjson.Fragment(cached)})
         status = schemas.JobStatus(
-            job_id=record.job_id,
-            kind=record.kind,
-            model=record.model,
-            version=record.version,
-            status=record.state.value,
-            progress=record.progress,
-            created_at=record.created_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            error=schemas.JobError(**record.error) if record.error else None,
+            job_id=view.job_id,
+            kind=view.kind,
+            model=view.model,
+            version=view.version,
+            status=view.state.value,
+            progress=view.progress,
+            created_at=view.created_at,
+            started_at=view.started_at,
+            finished_at=view.finished_at,
+            error=schemas.JobError(**view.error) if view.error else None,
         ).model_dump(mode="json", exclude_none=True)
-        result = self.manager.result(job_id) if record.state is JobState.succeeded else None
+        result = await self.jobs.result(job_id) if view.state is JobState.succeeded else None
         if result is not None:
             status["result"] = orjson.Fragment(result)
         return orjson.dumps(status)
 
-    def cancel(self, job_id: str) -> bytes:
-        if self.manager.cancel(job_id) is None:
+    async def job_result_lines(self, job_id: str) -> AsyncIterator[bytes]:
+        """A finished job's rows as JSON lines (one per instance)."""
+        body = await self._result_or_raise(job_id)
+        document = await asyncio.to_thread(orjson.loads, body)
+        rows = document.get("results", document.get("predictions", []))
+        header = {k: v for k, v in document.items() if k not in ("results", "predictions")}
+        for index, row in enumerate(rows):
+            yield orjson.dumps({"index": index, **header, **row}) + b"\n"
+
+    async def job_result(self, job_id: str) -> bytes:
+        return await self._result_or_raise(job_id)
+
+    async def _result_or_raise(self, job_id: str) -> bytes:
+        view = await self.jobs.view(job_id)
+        body = await self.jobs.result(job_id)
+        if body is not None:
+            return body
+        if view is None:
             raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
-        return self.job_status(job_id)
+        from service.errors import ConflictError
+
+        raise ConflictError(f"job '{job_id}' is {view.state.value}; it has no result")
+
+    async def cancel(self, job_id: str) -> bytes:
+        if await self.jobs.view(job_id) is None:
+            raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
+        await self.jobs.cancel(job_id)
+        return await self.job_status(job_id)
 
     # --- registration
     async def register(
@@ -313,9 +337,16 @@ class DataPlane:
         staging = self.settings.models_dir / ".incoming" / uuid.uuid4().hex
         try:
             await asyncio.to_thread(_write_files, staging, manifest_bytes, files)
-            outcome = await self._task(
-                {"kind": TaskKind.validate, "folder": str(staging), "source": "http"}
-            )
+            try:
+                outcome = await self.jobs.call(
+                    {"kind": TaskKind.validate, "folder": str(staging), "source": "http"}
+                )
+            except InvalidRequestError:
+                raise
+            except Exception as exc:
+                if getattr(exc, "status_code", 500) == 422:
+                    raise InvalidRequestError([Issue(("body", "artifact"), str(exc))]) from exc
+                raise
             version, created = await asyncio.to_thread(
                 self.store.register, manifest_bytes, files, "http"
             )
@@ -329,33 +360,20 @@ class DataPlane:
             validation=outcome["description"],
         )
 
-    async def _task(self, spec: TaskSpec) -> dict[str, Any]:
-        """Run one worker task now and return its outcome, raising its error."""
-        try:
-            future = self.manager.executor.submit(spec, self.settings.job_time_limit)
-            outcome: dict[str, Any] = await asyncio.wrap_future(future)
-        except TimeoutError as exc:
-            raise ServiceError("worker task exceeded its time limit") from exc
-        if "error" in outcome:
-            error = outcome["error"]
-            if (
-                spec["kind"] == TaskKind.validate
-                and error.get("status_code") == 422
-                and not error.get("issues")
-            ):
-                raise InvalidRequestError([Issue(("body", "artifact"), error["message"])])
-            raise error_from_payload(error)
-        return outcome
+
+def _header(version: ModelVersion, key: str) -> dict[str, Any]:
+    return {
+        "model": version.name,
+        "version": version.version_id,
+        "content_hash": version.content_hash,
+        "job_id": key,
+    }
 
 
 def _default_options(method: str) -> Any:
     from service.explainers.registry import explainer_class
 
     return explainer_class(method).Options()
-
-
-def _dump(model: Any) -> bytes:
-    return orjson.dumps(model.model_dump(mode="json", exclude_none=True))
 
 
 def _write_files(folder: Any, manifest_bytes: bytes, files: dict[str, bytes]) -> None:

@@ -28,6 +28,7 @@ AdminScope = Depends(require(Scope.admin))
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer."""
     descriptions = {
+        400: "The body cannot be parsed (not UTF-8 JSON, or malformed multipart)",
         401: "Missing or invalid API key",
         403: "API key lacks the scope",
         404: "Unknown model, version or job",

@@ -6,8 +6,11 @@ import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.errors import InvalidRequestError, ServiceError
 from service.explainers.registry import method_names
@@ -22,6 +25,19 @@ def install_error_handlers(app: FastAPI) -> None:
             else exc.message
         )
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette answers with the methods of the first route matching the path only.
+            allowed: set[str] = set()
+            for route in request.app.router.routes:
+                match, _ = route.matches(request.scope)
+                if match is not Match.NONE:
+                    allowed |= getattr(route, "methods", None) or set()
+            headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+            exc = StarletteHTTPException(405, exc.detail, headers=headers)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

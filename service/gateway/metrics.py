@@ -27,10 +27,10 @@ class ServiceCollector(Collector):
         cache.add_metric(["miss"], plane.cache_misses)
         yield cache
         submitted = CounterMetricFamily("xai_jobs_submitted", "Jobs started on the executor")
-        submitted.add_metric([], plane.manager.submitted)
+        submitted.add_metric([], plane.jobs.submitted)
         yield submitted
-        jobs = GaugeMetricFamily("xai_jobs", "Known jobs by state", labels=["state"])
-        for state, count in plane.manager.store.counts().items():
+        jobs = GaugeMetricFamily("xai_jobs", "Jobs by state", labels=["state"])
+        for state, count in plane.jobs.state_counts().items():
             jobs.add_metric([state], count)
         yield jobs
 

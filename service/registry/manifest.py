@@ -7,7 +7,15 @@ from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from service.errors import InvalidRequestError, Issue
 
@@ -129,8 +137,10 @@ class Manifest(_Strict):
     description: str = ""
     task: Task
     target: str | None = Field(None, description="Label column in reference/evaluation data.")
-    classes: list[str] | None = Field(None, description="Class labels, in the model's order.")
-    favourable_class: str | None = None
+    classes: list[str] | None = Field(
+        None, validate_default=True, description="Class labels, in the model's order."
+    )
+    favourable_class: str | None = Field(None, validate_default=True)
     decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     artifact: Artifact
     reference_data: DataFile
@@ -138,21 +148,44 @@ class Manifest(_Strict):
     features: Annotated[list[Feature], Field(min_length=1, max_length=500)]
     metrics: dict[str, float] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        names = [f.name for f in self.features]
+    # Rules across fields are field validators (on fields declared after the ones they
+    # read), so an error is located at the field to fix.
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, classes: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        task = info.data.get("task")
+        if task is Task.binary_classification:
+            if not classes or len(classes) != 2 or classes[0] == classes[1]:
+                raise ValueError("binary_classification needs exactly two distinct classes")
+        elif task is Task.regression and classes is not None:
+            raise ValueError("regression takes no classes or favourable_class")
+        return classes
+
+    @field_validator("favourable_class")
+    @classmethod
+    def _favourable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        task = info.data.get("task")
+        if task is Task.binary_classification and info.data.get("classes"):
+            if value not in info.data["classes"]:
+                raise ValueError("favourable_class must be one of classes")
+        elif task is Task.regression and value is not None:
+            raise ValueError("regression takes no classes or favourable_class")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, features: list[Feature], info: ValidationInfo) -> list[Feature]:
+        names = [f.name for f in features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate feature names: {dupes}")
-        if self.target is not None and self.target in names:
+        target = info.data.get("target")
+        if target is not None and target in names:
             raise ValueError("target must not also be a feature")
-        if self.task is Task.binary_classification:
-            if not self.classes or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
-                raise ValueError("binary_classification needs exactly two distinct classes")
-            if self.favourable_class not in self.classes:
-                raise ValueError("favourable_class must be one of classes")
-        elif self.classes is not None or self.favourable_class is not None:
-            raise ValueError("regression takes no classes or favourable_class")
+        return features
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
         files = [self.artifact.path, self.reference_data.path]
         if self.evaluation_data is not None:
             files.append(self.evaluation_data.path)

@@ -151,6 +151,17 @@ class CodedPredictor(Predictor):
     def column_features(self) -> list[int]:
         return list(range(len(self.manifest.features)))
 
+    def _check_feature_names(self, names: list[str] | None) -> None:
+        """The design is built in manifest order; a booster that named its inputs must
+        have been trained on the same features in the same order."""
+        if not names or list(names) == [f"Column_{i}" for i in range(len(names))]:
+            return  # unnamed (LightGBM names unnamed columns Column_<i>)
+        if list(names) != self.manifest.feature_names:
+            raise ValueError(
+                f"booster features {list(names)} differ from the manifest features "
+                f"{self.manifest.feature_names} (same names in the same order are required)"
+            )
+
     def _sign(self) -> float:
         # The booster scores classes[1]; flip when the favourable class is classes[0].
         classes = self.manifest.classes or []
@@ -164,6 +175,7 @@ class XGBoostPredictor(CodedPredictor):
         super().__init__(manifest)
         self.booster = booster
         self.output_sign = self._sign()
+        self._check_feature_names(booster.feature_names)
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         import xgboost
@@ -182,6 +194,7 @@ class LightGBMPredictor(CodedPredictor):
         super().__init__(manifest)
         self.booster = booster
         self.output_sign = self._sign()
+        self._check_feature_names(booster.feature_name())
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         raw = self.booster.predict(self.design(frame), raw_score=True)

@@ -63,7 +63,10 @@ def check_value(feature: Feature, value: Any) -> tuple[Any, tuple[str, str] | No
     if feature.type is FeatureType.numeric:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None, (f"must be a number, got {_kind(value)}", "type_error")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            number = math.inf
         if not math.isfinite(number):
             return None, (
                 "must be a finite number (NaN and infinity are not allowed)",

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from service.registry.manifest import Manifest, parse_manifest
 MANIFEST_FILE = "manifest.yaml"
 REGISTRATION_FILE = "registration.json"
 VERSION_ID_LENGTH = 16
+VERSION_ID = re.compile(r"[0-9a-f]{1,16}")
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,9 @@ class ModelStore:
         """A version by id (or unique id prefix); the latest when ``version_id`` is None."""
         if version_id is None:
             return self.versions(name)[-1]
+        if not VERSION_ID.fullmatch(version_id):
+            self.versions(name)  # 404 for the model itself when it is unknown
+            raise NotFoundError(f"version '{version_id}' of model '{name}' not found")
         found = self._match(name, version_id)
         if found is None:
             # Another process may have registered it since the last scan.
@@ -114,6 +119,8 @@ class ModelStore:
         return matches[0] if len(matches) == 1 else None
 
     def _read_if_new(self, name: str, version_id: str) -> None:
+        if len(version_id) != VERSION_ID_LENGTH or not VERSION_ID.fullmatch(version_id):
+            return  # only a full id names a folder; never a path
         folder = self.root / name / version_id
         if not _is_version_folder(folder):
             return
@@ -144,17 +151,23 @@ class ModelStore:
             return self.get(manifest.name, version_id), False
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+        created = True
         try:
             (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
             for name, data in files.items():
                 (staging / name).write_bytes(data)
             registration = {"registered_at": _now(), "source": source, "content_hash": digest}
             (staging / REGISTRATION_FILE).write_text(json.dumps(registration, indent=2) + "\n")
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                if not (target / MANIFEST_FILE).is_file():
+                    raise
+                created = False  # the same content was registered concurrently
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self.scan()
-        return self.get(manifest.name, version_id), True
+        return self.get(manifest.name, version_id), created
 
     def _read_version(self, folder: Path) -> ModelVersion:
         manifest_bytes = (folder / MANIFEST_FILE).read_bytes()

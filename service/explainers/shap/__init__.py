@@ -57,12 +57,14 @@ class ShapExplainer(Explainer):
     def _verified(self, build: Any) -> tuple[TreeShap | LinearShap | None, str | None]:
         """Build an exact engine and prove it on reference rows: its values must add up to
         the model's own output in the requested space, else it is not used."""
+        probe = self.model.reference.iloc[:VERIFY_ROWS]
         try:
             engine = build()
+            # shap may accept a model and only fail when computing (e.g. XGBoost
+            # categorical splits raise NotImplementedError in shap_values)
+            attributions = engine.explain(probe)
         except Exception as exc:  # noqa: BLE001 - the capability is absent
             return None, str(exc) or type(exc).__name__
-        probe = self.model.reference.iloc[:VERIFY_ROWS]
-        attributions = engine.explain(probe)
         expected = self.model.predictor.output(probe, self.space)
         error = np.abs(expected - attributions.base_value - attributions.values.sum(axis=1))
         if not np.all(error <= VERIFY_TOLERANCE * np.maximum(1.0, np.abs(expected))):

@@ -22,7 +22,11 @@ class ShapOptions(MethodOptions):
         "auto", description="auto: log_odds for classifiers, raw for regression."
     )
     permutations: int = Field(
-        32, ge=2, le=2048, description="Sampling only: permutations (antithetic pairs, even)."
+        32,
+        ge=2,
+        le=2048,
+        multiple_of=2,
+        description="Sampling only: permutations (antithetic pairs, even).",
     )
     background_rows: int | None = Field(
         None,

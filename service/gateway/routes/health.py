@@ -26,11 +26,12 @@ async def healthz() -> schemas.Health:
     responses={503: {"model": schemas.Health, "description": "Not ready yet"}},
 )
 async def readyz(request: Request) -> Response:
-    """Readiness: models are loaded in the workers and the executor is up."""
+    """Readiness: models loaded and the executor (worker pool, or Redis) reachable."""
     plane = request.app.state.dataplane
-    if plane is None or not plane.ready or not plane.manager.executor.running:
-        detail = getattr(request.app.state, "startup_error", None) or "models are loading"
-        return JSONResponse({"status": "starting", "detail": detail}, status_code=503)
+    problem = "starting" if plane is None else await plane.problem()
+    if problem is not None:
+        detail = getattr(request.app.state, "startup_error", None) or problem
+        return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
     return JSONResponse({"status": "ready", "models": len(plane.store.names())})
 
 

@@ -31,7 +31,7 @@ ACCEPTED = {
     responses={
         200: {"headers": CACHE_HEADER},
         **ACCEPTED,
-        **error_responses(401, 403, 404, 413, 422, 503, 504),
+        **error_responses(400, 401, 403, 404, 413, 422, 503, 504),
     },
 )
 async def predict(
@@ -48,7 +48,7 @@ async def predict(
     responses={
         200: {"headers": CACHE_HEADER},
         **ACCEPTED,
-        **error_responses(401, 403, 404, 413, 422, 503, 504),
+        **error_responses(400, 401, 403, 404, 413, 422, 503, 504),
     },
 )
 async def explain(

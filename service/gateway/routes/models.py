@@ -48,9 +48,31 @@ async def get_model(name: str, plane: Plane, version: VersionQuery = None) -> sc
     response_model=schemas.RegisteredModel,
     status_code=status.HTTP_201_CREATED,
     dependencies=[AdminScope],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "examples": {
+                        "demo": {
+                            "summary": "The files of a model version folder",
+                            "description": "curl -F manifest=@manifest.yaml "
+                            "-F artifact=@model.skops -F reference=@reference.csv "
+                            "-F evaluation=@evaluation.csv http://127.0.0.1:8000/v1/models",
+                            "value": {
+                                "manifest": "(contents of manifest.yaml)",
+                                "artifact": "(contents of model.skops)",
+                                "reference": "(contents of reference.csv)",
+                                "evaluation": "(contents of evaluation.csv)",
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    },
     responses={
         200: {"model": schemas.RegisteredModel, "description": "Already registered"},
-        **error_responses(401, 403, 409, 413, 422, 503),
+        **error_responses(400, 401, 403, 409, 413, 422, 503),
     },
 )
 async def register_model(

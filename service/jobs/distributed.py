@@ -1,0 +1,299 @@
+"""Distributed job backend: Celery workers on Redis; Redis holds jobs and results.
+
+The gateway awaits jobs through one pub/sub subscription shared by all requests (no
+thread or connection parked per request); any gateway can assemble a finished job's
+response from its chunks, so a job survives the gateway that accepted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.errors import ServiceError, UnavailableError, error_from_payload
+from service.jobs import redis_keys as keys
+from service.jobs.backend import Assembler, JobView
+from service.jobs.celery_app import BATCH, INTERACTIVE, make_celery
+from service.jobs.redis_store import FINISH
+from service.jobs.spec import TaskSpec
+from service.jobs.store import JobState
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CREATE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' or status == 'succeeded' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'created', 1)
+return 1
+"""
+UNAVAILABLE = "Redis is unavailable; retry shortly"
+
+
+class RedisJobs:
+    def __init__(self, settings: Settings, assembler: Assembler) -> None:
+        self.settings, self.assembler = settings, assembler
+        self.redis = aioredis.Redis.from_url(
+            str(settings.redis_url),
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=15,
+            retry_on_timeout=False,
+        )
+        self.celery = make_celery(settings)
+        self.submitted = 0
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._create = self.redis.register_script(CREATE)
+        self._finish = self.redis.register_script(FINISH)
+        self._stats: dict[str, float] = {}
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self.redis.aclose()
+
+    async def problem(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.redis.ping(), 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return f"{UNAVAILABLE} ({type(exc).__name__})"
+        return None
+
+    async def cached(self, job_id: str) -> bytes | None:
+        return await self._guard(lambda: self.redis.get(keys.result(job_id)))
+
+    async def view(self, job_id: str) -> JobView | None:
+        raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
+        return _view(job_id, raw) if raw else None
+
+    async def submit(
+        self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
+    ) -> JobView:
+        fields: dict[str, Any] = {
+            "kind": view.kind,
+            "model": view.model,
+            "version": view.version,
+            "status": "queued",
+            "chunks": len(specs),
+            "chunks_done": 0,
+            "created_at": time.time(),
+            "header": orjson.dumps(header),
+        }
+        flat = [x for pair in fields.items() for x in pair]
+        created = await self._guard(
+            lambda: self._create(
+                keys=[
+                    keys.job(view.job_id),
+                    keys.chunks(view.job_id),
+                    keys.attempts(view.job_id),
+                    keys.STATS,
+                ],
+                args=[86_400, *flat],
+            )
+        )
+        if created:
+            await asyncio.to_thread(self._send, view.job_id, specs, queue)
+            self.submitted += 1
+        current = await self.view(view.job_id)
+        if current is None:
+            raise ServiceError("job record vanished right after submission")
+        return current
+
+    def _send(self, job_id: str, specs: list[TaskSpec], queue: str) -> None:
+        for index, spec in enumerate(specs):
+            self.celery.send_task(
+                "xai.run_chunk",
+                kwargs={"job_id": job_id, "index": index, "spec": spec},
+                queue=queue,
+                task_id=f"{job_id}:{index}",
+            )
+
+    async def wait(self, job_id: str, timeout: float) -> JobView | None:
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                current = await self.view(job_id)
+                remaining = deadline - time.monotonic()
+                if current is None or current.state.finished or remaining <= 0:
+                    return current
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, 5.0))
+        finally:
+            waiters = self._waiters.get(job_id, set())
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(job_id, None)
+
+    async def result(self, job_id: str) -> bytes | None:
+        body = await self.cached(job_id)
+        if body is not None:
+            return body
+        raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
+        if not raw or raw.get(b"status") != b"succeeded":
+            return None
+        chunks = await self._guard(lambda: self.redis.hgetall(keys.chunks(job_id)))
+        rows = [
+            row
+            for _, part in sorted((int(k), v) for k, v in chunks.items())
+            for row in orjson.loads(part)
+        ]
+        header = orjson.loads(raw[b"header"])
+        body = await asyncio.to_thread(self.assembler, raw[b"kind"].decode(), header, rows)
+        ttl = int(self.settings.job_ttl_seconds)
+        await self._guard(lambda: self.redis.set(keys.result(job_id), body, ex=ttl))
+        await self._guard(lambda: self.redis.expire(keys.chunks(job_id), 60))
+        return body
+
+    async def cancel(self, job_id: str) -> JobView | None:
+        error = orjson.dumps({"status_code": 409, "message": "cancelled by request"})
+        await self._guard(
+            lambda: self._finish(
+                keys=[keys.job(job_id), keys.chunks(job_id), keys.STATS],
+                args=[
+                    "cancelled",
+                    error,
+                    time.time(),
+                    int(self.settings.job_ttl_seconds),
+                    keys.EVENTS_CHANNEL,
+                    job_id,
+                ],
+            )
+        )
+        current = await self.view(job_id)
+        if current is not None and current.state is JobState.cancelled:
+            raw = await self.redis.hget(keys.job(job_id), "chunks")
+            ids = [f"{job_id}:{i}" for i in range(int(raw or 0))]
+            await asyncio.to_thread(
+                self.celery.control.revoke, ids, terminate=True, signal="SIGKILL"
+            )
+        return current
+
+    async def call(self, spec: TaskSpec) -> dict[str, Any]:
+        job_id = f"call-{uuid.uuid4().hex}"
+        view = JobView(
+            job_id=job_id,
+            kind=f"call:{spec['kind']}",
+            model=spec.get("model", ""),
+            version=spec.get("version", ""),
+            state=JobState.queued,
+            progress=0.0,
+            created_at=time.time(),
+        )
+        await self.submit(view, [spec], {}, INTERACTIVE)
+        done = await self.wait(job_id, self.settings.job_time_limit + 5)
+        if done is None or not done.state.finished:
+            await self.cancel(job_id)
+            raise UnavailableError("no worker answered in time; are workers running?")
+        if done.state is not JobState.succeeded:
+            raise error_from_payload(done.error or {"status_code": 500, "message": "failed"})
+        chunks = await self._guard(lambda: self.redis.hgetall(keys.chunks(job_id)))
+        rows = orjson.loads(next(iter(chunks.values())))
+        await self.redis.delete(keys.job(job_id), keys.chunks(job_id), keys.attempts(job_id))
+        if spec["kind"] in ("describe", "validate"):
+            return {"description": rows[0]}
+        return {"results": rows}
+
+    def state_counts(self) -> dict[str, float]:
+        return dict(self._stats)
+
+    @staticmethod
+    def queue_for(chunks: int) -> str:
+        return INTERACTIVE if chunks == 1 else BATCH
+
+    async def _guard(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a Redis call; after a connection error drop every pooled connection (they
+        are stale after a Redis restart) and try once more, else answer 503."""
+        try:
+            return await call()
+        except (RedisError, OSError):
+            await self.redis.connection_pool.disconnect()
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            raise UnavailableError(f"{UNAVAILABLE} ({type(exc).__name__})") from exc
+
+    async def _listen(self) -> None:
+        """Wake waiters on job events; reconnect forever; refresh the job statistics."""
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.EVENTS_CHANNEL)
+                self._wake_all()  # events may have been missed while disconnected
+                last_stats = 0.0
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message and message["type"] == "message":
+                        for event in self._waiters.get(message["data"].decode(), ()):
+                            event.set()
+                    if time.monotonic() - last_stats > 2:
+                        last_stats = time.monotonic()
+                        await self._refresh_stats()
+            except asyncio.CancelledError:
+                await pubsub.aclose()
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("job events: %s; reconnecting", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(0.5)
+
+    async def _refresh_stats(self) -> None:
+        raw = await self.redis.hgetall(keys.STATS)
+        c = {k.decode(): float(v) for k, v in raw.items()}
+        get = c.get
+        ended_running = get("finished_running", 0.0)
+        ended_queued = get("failed", 0.0) + get("cancelled", 0.0) - ended_running
+        self._stats = {
+            "queued": max(get("created", 0.0) - get("started", 0.0) - ended_queued, 0.0),
+            "running": max(get("started", 0.0) - get("succeeded", 0.0) - ended_running, 0.0),
+            **{s: get(s, 0.0) for s in ("succeeded", "failed", "cancelled")},
+        }
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+
+def _view(job_id: str, raw: dict[bytes, bytes]) -> JobView:
+    def number(name: str) -> float | None:
+        value = raw.get(name.encode())
+        return float(value) if value else None
+
+    state = JobState(raw[b"status"].decode())
+    chunks, done = int(raw.get(b"chunks", b"1")), int(raw.get(b"chunks_done", b"0"))
+    error = orjson.loads(raw[b"error"]) if raw.get(b"error") else None
+    progress = 1.0 if state is JobState.succeeded else (done / chunks if chunks else 0.0)
+    return JobView(
+        job_id=job_id,
+        kind=raw.get(b"kind", b"").decode(),
+        model=raw.get(b"model", b"").decode(),
+        version=raw.get(b"version", b"").decode(),
+        state=state,
+        progress=progress,
+        created_at=number("created_at") or 0.0,
+        started_at=number("started_at"),
+        finished_at=number("finished_at"),
+        error=error,
+    )
