@@ -54,10 +54,13 @@ def worker(
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
     from service.jobs.celery_app import make_celery
+    from service.worker import init_worker
 
     settings = Settings()
     if not settings.redis_url:
         raise typer.BadParameter("set XAI_REDIS_URL to the Redis shared with the gateway")
+    # Load models and default explainers once, before the pool forks: children start warm.
+    init_worker(str(settings.models_dir), list(settings.extra_trusted_types))
     make_celery(settings).worker_main(
         [
             "worker",

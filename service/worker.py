@@ -14,6 +14,7 @@ from typing import Any
 
 from service.errors import ServiceError, invalid
 from service.explainers.base import Explainer
+from service.explainers.crosscheck import FaithfulnessOptions, agreement, faithfulness
 from service.explainers.registry import METHODS, explainer_class, parse_options
 from service.jobs.keys import canonical_json, row_seed
 from service.jobs.spec import TaskKind, TaskResult, TaskSpec
@@ -35,7 +36,8 @@ _extra_trusted: tuple[str, ...] = ()
 
 
 def init_worker(models_dir: str, extra_trusted: list[str], threads: int = 1) -> None:
-    """Process initializer: limit native threads, then load the latest model versions."""
+    """Process initializer: limit native threads, then load the latest model versions and
+    build their default explainers."""
     global _extra_trusted
     _extra_trusted = tuple(extra_trusted)
     for name in THREAD_VARIABLES:
@@ -46,7 +48,7 @@ def init_worker(models_dir: str, extra_trusted: list[str], threads: int = 1) -> 
     store = _store(models_dir)
     for name in store.names():
         try:
-            _model(models_dir, name, store.get(name).version_id)
+            describe(_model(models_dir, name, store.get(name).version_id))
         except Exception as exc:  # noqa: BLE001 - a broken model must not stop the worker
             log.error("could not preload %s: %s", name, exc)
 
@@ -75,12 +77,23 @@ def run_task(spec: TaskSpec) -> TaskResult:
             method: _explainer(model, method, spec["options"].get(method)).explain(frame, seeds)
             for method in spec["methods"]
         }
-        return {
-            "results": [
-                {"prediction": p, "explanations": {m: per_method[m][i] for m in spec["methods"]}}
-                for i, p in enumerate(predictions)
-            ]
-        }
+        checks = spec["options"].get("crosscheck") or {}
+        rows = []
+        for i, prediction in enumerate(predictions):
+            explanations = {m: per_method[m][i] for m in spec["methods"]}
+            row: dict[str, Any] = {"prediction": prediction, "explanations": explanations}
+            agreed = agreement(explanations, int(checks.get("agreement_k", 5)))
+            if agreed is not None:
+                row["agreement"] = agreed
+            if checks.get("faithfulness"):
+                deletion = FaithfulnessOptions.model_validate(checks["faithfulness"])
+                tests = [
+                    faithfulness(model, frame.iloc[[i]], m, r, deletion, seeds[i])
+                    for m, r in explanations.items()
+                ]
+                row["faithfulness"] = [t for t in tests if t is not None]
+            rows.append(row)
+        return {"results": rows}
     except ServiceError as exc:
         return {"error": exc.as_payload()}
     except (UnsafeArtifactError, CandidateError) as exc:

@@ -22,6 +22,7 @@ from service.errors import (
     UnavailableError,
     error_from_payload,
 )
+from service.explainers.crosscheck import FaithfulnessOptions
 from service.gateway import schemas
 from service.gateway.documents import dump
 from service.jobs.backend import JobBackend, JobView
@@ -150,8 +151,15 @@ class DataPlane:
     ) -> Outcome:
         version, instances = await self._checked(name, version_id, body.instances)
         methods = list(dict.fromkeys(body.methods))
-        options = {
+        options: dict[str, Any] = {
             m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
+        }
+        deletion = body.options.faithfulness
+        if deletion is True:
+            deletion = FaithfulnessOptions()
+        options["crosscheck"] = {
+            "agreement_k": body.options.agreement_k,
+            "faithfulness": deletion.model_dump() if deletion else None,
         }
         key = content_key(
             version.content_hash,

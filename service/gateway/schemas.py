@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.registry import method_names
 from service.explainers.shap.options import ShapOptions
 
@@ -55,6 +56,12 @@ class ExplainOptions(_Request):
         description="Seed of stochastic methods; default from the content key.",
     )
     shap: ShapOptions | None = None
+    agreement_k: int = Field(
+        5, ge=1, le=50, description="Top-k features compared across methods (agreement block)."
+    )
+    faithfulness: bool | FaithfulnessOptions = Field(
+        False, description="Run the deletion test (AOPC vs random orders) on each ranking."
+    )
 
 
 class ExplainRequest(_Request):
@@ -103,7 +110,7 @@ class ReferenceInfo(BaseModel):
 
 
 class ShapEvidence(BaseModel):
-    algorithm: Literal["tree", "linear", "sampling"]
+    algorithm: Literal["tree", "linear", "exact", "sampling"]
     model_output: float = Field(..., description="f(x) in the output space.")
     additivity_error: float = Field(..., description="|f(x) - base_value - sum(contributions)|")
     permutations: int | None = None
@@ -127,9 +134,43 @@ class Explanations(BaseModel):
     shap: ShapExplanation | None = None
 
 
+class AgreementPair(BaseModel):
+    methods: list[str]
+    jaccard: float
+    shared: list[str]
+    only_first: list[str]
+    only_second: list[str]
+
+
+class Agreement(BaseModel):
+    k: int
+    top_features: dict[str, list[str]]
+    pairs: list[AgreementPair]
+    mean_jaccard: float
+    agreed: list[str] = Field(..., description="In every method's top-k.")
+    disputed: list[str] = Field(..., description="In some method's top-k but not all.")
+
+
+class Faithfulness(BaseModel):
+    method: str
+    k: int
+    output_space: str
+    ranking: list[str]
+    drops: list[float] = Field(..., description="Output drop after deleting the top 1..k.")
+    random_drops: list[float]
+    aopc: float
+    random_aopc: float
+    gap: float = Field(..., description="aopc - random_aopc; > 0: the ranking is informative.")
+    random_orders: int
+    reference_rows: int
+    seed: int
+
+
 class InstanceExplanation(BaseModel):
     prediction: Prediction
     explanations: Explanations
+    agreement: Agreement | None = None
+    faithfulness: list[Faithfulness] | None = None
 
 
 class ExplainResponse(BaseModel):

@@ -16,7 +16,7 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from service.jobs.redis_store import RedisJobStore, redis_retry
 from service.jobs.spec import TaskSpec
@@ -39,9 +39,12 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_time_limit=settings.job_time_limit,
         worker_prefetch_multiplier=1,
+        worker_proc_alive_timeout=60,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        task_queues=[Queue(INTERACTIVE), Queue(BATCH)],
+        task_queues=[
+            Queue(q, Exchange(q, type="direct"), routing_key=q) for q in (INTERACTIVE, BATCH)
+        ],
         task_default_queue=INTERACTIVE,
         broker_transport_options={
             # A message whose worker died reappears after this; keep it above the limit.
@@ -120,12 +123,12 @@ def _store() -> RedisJobStore:
 
 
 @worker_process_init.connect
-def _warm(**_: Any) -> None:
-    """Each prefork child: one BLAS thread, the latest models loaded once."""
+def _child_ready(**_: Any) -> None:
+    """Each prefork child: its own Redis connection, one BLAS thread. Models were loaded
+    in the parent before the fork (``xai-service worker``), so the child starts warm."""
     global _job_store
     _job_store = None  # never share a connection across fork
-    from service.worker import init_worker
+    from threadpoolctl import threadpool_limits
 
-    settings = get_settings()
-    init_worker(str(settings.models_dir), list(settings.extra_trusted_types))
-    log.info("worker process %d warm", os.getpid())
+    threadpool_limits(1)
+    log.info("worker process %d ready", os.getpid())

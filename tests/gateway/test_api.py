@@ -306,3 +306,18 @@ def test_metrics_count_routes_cache_and_jobs(
     assert "xai_http_request_duration_seconds_bucket" in text
     assert metric(client, "xai_cache_requests_total", result="hit") >= 1
     assert metric(client, "xai_jobs", state="succeeded") >= 1
+
+
+def test_faithfulness_on_request(client: httpx.Client, applicant: dict[str, Any]) -> None:
+    body = client.post("/v1/models/german-credit/explain", json={
+        "instances": [applicant], "options": {"faithfulness": {"k": 4, "random_orders": 10}}})
+    assert body.status_code == 200, body.text
+    result = body.json()["results"][0]
+    [test] = result["faithfulness"]
+    assert test["method"] == "shap" and test["k"] == 4 and len(test["drops"]) == 4
+    assert test["gap"] == pytest.approx(test["aopc"] - test["random_aopc"])
+    assert test["gap"] > 0
+    assert "agreement" not in result  # one method: nothing to compare
+    plain = client.post("/v1/models/german-credit/explain",
+                        json={"instances": [applicant], "options": {"faithfulness": True}})
+    assert plain.json()["results"][0]["faithfulness"][0]["k"] == 5

@@ -11,6 +11,8 @@ import pandas as pd
 from service.errors import invalid
 from service.explainers.base import Explainer
 from service.explainers.shap.attribution import Attributions
+from service.explainers.shap.exact import DEFAULT_BACKGROUND_ROWS as EXACT_BACKGROUND_ROWS
+from service.explainers.shap.exact import ExactShap
 from service.explainers.shap.linear import LinearShap
 from service.explainers.shap.options import ShapOptions
 from service.explainers.shap.permutation import DEFAULT_BACKGROUND_ROWS, PermutationShap
@@ -32,7 +34,7 @@ class ShapExplainer(Explainer):
         predictor = model.predictor
         self.space = _space(options.output, predictor.is_classifier)
         self.fallback_reason: str | None = None
-        self.engine: TreeShap | LinearShap | PermutationShap | None = None
+        self.engine: TreeShap | LinearShap | ExactShap | PermutationShap | None = None
         candidates = {
             "linear": lambda: LinearShap(predictor, self._background(None)),
             "tree": lambda: TreeShap(predictor, self._background(None)),
@@ -49,6 +51,13 @@ class ShapExplainer(Explainer):
                     )
                 if why and self.fallback_reason is None and "offers no" not in why:
                     self.fallback_reason = f"{name}: {why}"
+        if self.engine is None and options.algorithm == "exact":
+            try:
+                rows = self._background(EXACT_BACKGROUND_ROWS)
+                self.engine = ExactShap(predictor, rows, self.space)
+            except ValueError as exc:
+                raise invalid(("body", "options", "shap", "algorithm"), str(exc)) from exc
+            self.algorithm = "exact"
         if self.engine is None:
             rows = self._background(DEFAULT_BACKGROUND_ROWS)
             self.engine = PermutationShap(predictor, rows, self.space, options.permutations)

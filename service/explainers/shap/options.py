@@ -9,14 +9,16 @@ from pydantic import Field, model_validator
 from service.explainers.base import MethodOptions
 
 OutputSpace = Literal["log_odds", "probability", "raw"]
-Algorithm = Literal["tree", "linear", "sampling"]
+Algorithm = Literal["tree", "linear", "exact", "sampling"]
 
 
 class ShapOptions(MethodOptions):
     """How SHAP values are computed. Defaults: exact algorithm where one exists, log-odds."""
 
-    algorithm: Literal["auto", "tree", "linear", "sampling"] = Field(
-        "auto", description="auto: tree for tree models, linear for linear ones, else sampling."
+    algorithm: Literal["auto", "tree", "linear", "exact", "sampling"] = Field(
+        "auto",
+        description="auto: tree for tree models, linear for linear ones, else sampling; "
+        "exact: enumerate all coalitions (at most 12 features).",
     )
     output: Literal["auto", "log_odds", "probability", "raw"] = Field(
         "auto", description="auto: log_odds for classifiers, raw for regression."
