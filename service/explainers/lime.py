@@ -21,9 +21,12 @@ samples is reported as evidence of how far it can be trusted.
 
 The model is called once per instance (and per stability run) on all its samples. Where
 the model is a scikit-learn pipeline with a column-separable preprocessor, the samples'
-design matrix is gathered from the reference rows' encoded columns instead of encoding
-every sample again; that path is used only after it reproduced the model's own output on
-probe samples, otherwise the sample frame goes through ``predictor.output``.
+design matrix is gathered from the reference rows' encoded columns (and the instance is
+encoded from per-feature category tables and affine maps) instead of running the
+preprocessor on every sample; that path is used only after it reproduced the
+preprocessor's encoding of the reference rows and the model's own output on probe
+samples, otherwise the sample frame goes through ``predictor.output``. Both paths give
+the same explanation.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ from scipy.special import logit
 
 from service.errors import invalid
 from service.explainers.base import Explainer, MethodOptions
-from service.registry.loaded import LoadedModel
-from service.registry.manifest import FeatureType
+from service.registry.loaded import LoadedModel, typed_frame
+from service.registry.manifest import FeatureType, Manifest
 from service.registry.predictors import SklearnPredictor
 
 RIDGE_ALPHA = 1.0  # lime's default surrogate: Ridge(alpha=1)
@@ -84,8 +87,9 @@ class LimeOptions(MethodOptions):
         None,
         ge=2,
         le=20,
-        description="Reseeded runs whose selected features are compared (mean pairwise "
-        "Jaccard); default none.",
+        description="Also report the stability of the selected features: their mean "
+        "pairwise Jaccard overlap over this many runs (this explanation and reseeded "
+        "repeats); default off.",
     )
 
 
@@ -152,8 +156,8 @@ class LimeExplainer(Explainer):
     # --- public -------------------------------------------------------------------------
     def explain(self, frame: pd.DataFrame, seeds: list[int]) -> list[dict[str, Any]]:
         frame = frame[self.model.manifest.feature_names].reset_index(drop=True)
-        designs = self._design.instance_designs(frame) if self._design is not None else None
         codes, standard = self._representation(frame)
+        designs = None if self._design is None else self._design.instance_designs(frame, codes)
         results = []
         for i in range(len(frame)):
             row = frame.iloc[[i]].reset_index(drop=True)
@@ -218,14 +222,21 @@ class LimeExplainer(Explainer):
         return pd.concat([row, pd.DataFrame(sampled)], ignore_index=True)
 
     def _verified_design_path(self) -> tuple[_DesignPath | None, str | None]:
-        """Build the gathered-design path and prove it on probe samples against the
-        model's own output; else the frame path is used."""
+        """Build the gathered-design path and prove it against the model's own encoding and
+        output (the reference rows encoded, and the output on probe samples); else the
+        frame path is used."""
         try:
             path = _DesignPath(self.model, self.reference, self.space)
+            if path.encodings is not None:
+                codes, _ = self._representation(self.reference)
+                encoded = path.instance_designs(self.reference, codes)
+                if not np.allclose(encoded, path.reference_design, rtol=1e-9, atol=1e-12):
+                    path.encodings = None  # encode instances with the preprocessor
             rng = np.random.default_rng(PROBE_SEED)
             probe_row = self.reference.iloc[[0]].reset_index(drop=True)
+            codes, _ = self._representation(probe_row)
             source = rng.integers(0, len(self.reference), size=(PROBE_SAMPLES, len(self.features)))
-            fast = path.output(path.instance_designs(probe_row)[0], source)
+            fast = path.output(path.instance_designs(probe_row, codes)[0], source)
             expected = self.model.predictor.output(
                 self._sample_frame(probe_row, source), self.space
             )
@@ -361,8 +372,8 @@ def _surrogate(
     fitted = intercept + z[:, selected] @ coef
     residual = float(weights @ (y - fitted) ** 2)
     spread = float(weights @ yc**2)
-    if spread <= 1e-300:  # a constant model output is fitted exactly by the intercept
-        r2 = 1.0 if residual <= 1e-24 * max(1.0, y_mean**2) * total else 0.0
+    if spread <= total * (1e-12 * max(1.0, abs(y_mean))) ** 2:
+        r2 = 1.0  # the model is constant around the instance: the intercept is exact
     else:
         r2 = 1.0 - residual / spread
     return _Fit(
@@ -430,11 +441,68 @@ class _DesignPath:
             block = np.ascontiguousarray(self.reference_design[:, columns])
             self.blocks.append((int(j), where, block))
         self.predict = _estimator_output(predictor, space)
+        self.encodings = self._encodings(model.manifest, reference)
 
-    def instance_designs(self, frame: pd.DataFrame) -> np.ndarray:
-        design = self.predictor.design(frame)
+    def instance_designs(self, frame: pd.DataFrame, codes: np.ndarray) -> np.ndarray:
+        """The instances' design rows; from the per-feature encodings where there are
+        (``codes``: the manifest index of each categorical value), else by the model's
+        preprocessor."""
+        if self.encodings is None or np.any(codes < 0):
+            design = self.predictor.design(frame)
+            assert design is not None
+            return np.asarray(design, dtype=float)
+        design = np.empty((len(frame), self.reference_design.shape[1]))
+        for j, columns, _ in self.blocks:
+            encoding = self.encodings[j]
+            if isinstance(encoding, np.ndarray):
+                design[:, columns] = encoding[codes[:, j]]
+            else:
+                x0, at_x0, slope = encoding
+                x = frame.iloc[:, j].to_numpy(dtype=float)
+                design[:, columns] = at_x0 + (x - x0)[:, None] * slope
+        return design
+
+    def _encodings(
+        self, manifest: Manifest, reference: pd.DataFrame
+    ) -> dict[int, np.ndarray | tuple[float, np.ndarray, np.ndarray]] | None:
+        """Each feature's design block as a function of its value, so that instances are
+        encoded without a call of the preprocessor (a fixed cost of milliseconds per call):
+        a table over the manifest's categories, an affine map for a numeric (proved on
+        points inside and well outside the reference range). None if a numeric's block is
+        not affine in its value (e.g. a clipping scaler)."""
+        features = manifest.features
+        size = max([12] + [len(f.categories or []) for f in features])
+        columns: dict[str, Any] = {}
+        for f in features:
+            if f.type is FeatureType.numeric:
+                values = reference[f.name].to_numpy(dtype=float)
+                low, high = float(values.min()), float(values.max())
+                span = max(high - low, 1.0)
+                anchors = [low - 10 * span, high + 10 * span]
+                if f.range is not None:
+                    anchors += list(f.range)
+                columns[f.name] = np.concatenate(
+                    [np.linspace(low - span, high + span, size - len(anchors)), anchors]
+                )
+            else:
+                categories = f.categories or []
+                columns[f.name] = [categories[r % len(categories)] for r in range(size)]
+        design = self.predictor.design(typed_frame(manifest, columns))
         assert design is not None
-        return np.asarray(design, dtype=float)
+        design = np.asarray(design, dtype=float)
+        encodings: dict[int, np.ndarray | tuple[float, np.ndarray, np.ndarray]] = {}
+        for j, where, _ in self.blocks:
+            block = design[:, where]
+            if features[j].type is not FeatureType.numeric:
+                encodings[j] = block[: len(features[j].categories or [])]
+                continue
+            x = columns[features[j].name]
+            slope = (block[-1] - block[0]) / (x[-1] - x[0])
+            fitted = block[0] + (x - x[0])[:, None] * slope
+            if not np.allclose(fitted, block, rtol=1e-9, atol=1e-12):
+                return None
+            encodings[j] = (float(x[0]), block[0], slope)
+        return encodings
 
     def output(self, instance_design: np.ndarray, source: np.ndarray) -> np.ndarray:
         """Output at the instance (row 0) and at the samples whose feature j comes from

@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from service.errors import InvalidRequestError, Issue
 from service.explainers.base import Explainer, MethodOptions
+from service.explainers.lime import LimeExplainer
 from service.explainers.shap import ShapExplainer
 
-METHODS: dict[str, type[Explainer]] = {cls.method: cls for cls in (ShapExplainer,)}
+METHODS: dict[str, type[Explainer]] = {cls.method: cls for cls in (ShapExplainer, LimeExplainer)}
 
 
 def method_names() -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.explainers.crosscheck import FaithfulnessOptions
+from service.explainers.lime import LimeOptions
 from service.explainers.registry import method_names
 from service.explainers.shap.options import ShapOptions
 
@@ -56,6 +57,7 @@ class ExplainOptions(_Request):
         description="Seed of stochastic methods; default from the content key.",
     )
     shap: ShapOptions | None = None
+    lime: LimeOptions | None = None
     agreement_k: int = Field(
         5, ge=1, le=50, description="Top-k features compared across methods (agreement block)."
     )
@@ -130,8 +132,42 @@ class ShapExplanation(BaseModel):
     evidence: ShapEvidence
 
 
+class LimeWeight(BaseModel):
+    feature: str
+    value: str | float = Field(..., description="The instance's value of the feature.")
+    condition: str = Field(..., description="e.g. 'duration_in_month > 24', 'housing = rent'")
+    weight: float
+
+
+class LimeStability(BaseModel):
+    runs: int
+    mean_jaccard: float = Field(..., description="Mean pairwise overlap of selected features.")
+
+
+class LimeEvidence(BaseModel):
+    weighted_r2: float = Field(..., description="Fit of the surrogate on the weighted samples.")
+    kernel_width: float
+    samples: int
+    effective_samples: float = Field(..., description="(sum w)^2 / sum w^2")
+    seed: int
+    discretize: bool
+    feature_selection: str
+    stability: LimeStability | None = None
+
+
+class LimeExplanation(BaseModel):
+    weights: list[LimeWeight]
+    intercept: float
+    surrogate_prediction: float
+    model_prediction: float
+    output_space: Literal["log_odds", "probability", "raw"]
+    reference: ReferenceInfo
+    evidence: LimeEvidence
+
+
 class Explanations(BaseModel):
     shap: ShapExplanation | None = None
+    lime: LimeExplanation | None = None
 
 
 class AgreementPair(BaseModel):

@@ -57,6 +57,22 @@ def test_explain_through_the_queue_matches_embedded_bytes(
     assert embedded.content == first.content
 
 
+def test_stochastic_methods_give_identical_bytes_on_any_worker(
+    http: httpx.Client, client: httpx.Client, applicants: list[dict[str, Any]]
+) -> None:
+    """Seeded sampling SHAP and LIME: a Celery worker and an embedded worker agree."""
+    request = {
+        "instances": applicants[70:73],
+        "methods": ["shap", "lime"],
+        "wait": 60,
+        "options": {"shap": {"algorithm": "sampling"}, "lime": {"samples": 1000}},
+    }
+    distributed = http.post("/v1/models/german-credit/explain", json=request)
+    embedded = client.post("/v1/models/german-credit/explain", json=request)
+    assert distributed.status_code == 200 and embedded.status_code == 200
+    assert distributed.content == embedded.content
+
+
 def test_identical_concurrent_requests_run_once(
     cluster: Cluster, http: httpx.Client, applicant: dict[str, Any]
 ) -> None:

@@ -14,9 +14,9 @@ import skops.io
 import yaml
 from pydantic import ValidationError
 from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from service.errors import InvalidRequestError
 from service.explainers.lime import LimeExplainer, LimeOptions, _surrogate
@@ -127,6 +127,10 @@ def test_closed_form_surrogate_equals_sklearn_ridge_and_lime_forward_selection()
         ridge.score(z[:, chosen], y, sample_weight=weights), abs=1e-10
     )
     assert fit.surrogate_prediction == pytest.approx(ridge.predict(z[:1, chosen])[0], abs=1e-10)
+
+    flat = _surrogate(z, np.full(800, 0.3), weights, 4, "forward_selection")
+    assert flat.weighted_r2 == 1.0 and np.abs(flat.coef).max() < 1e-12
+    assert flat.surrogate_prediction == pytest.approx(0.3, abs=1e-12)
 
     top = _surrogate(z, y, weights, 3, "highest_weights")
     full = Ridge(alpha=0.01).fit(z, y, sample_weight=weights)
@@ -276,6 +280,31 @@ def test_default_options() -> None:
     assert (options.discretize, options.output, options.stability) == (True, "auto", None)
 
 
+def register(
+    root: Path, name: str, pipeline: Pipeline, reference: pd.DataFrame, **manifest_fields: Any
+) -> LoadedModel:
+    spec = {**manifest(name), **manifest_fields}
+    for key in [k for k, v in spec.items() if v is None]:
+        del spec[key]
+    files = {
+        "model.skops": skops.io.dumps(pipeline),
+        "reference.csv": reference.to_csv(index=False).encode(),
+    }
+    version, _ = ModelStore(root).register(yaml.safe_dump(spec).encode(), files, "cli")
+    return LoadedModel.load(version)
+
+
+def onehot_pipeline(estimator: Any, scaler: Any) -> Pipeline:
+    encoder = ColumnTransformer(
+        [
+            ("cat", OneHotEncoder(categories=[COLOURS, SIZES]), CATEGORICAL),
+            ("num", scaler, NUMERIC),
+        ],
+        sparse_threshold=0.0,
+    )
+    return Pipeline([("pre", encoder), ("model", estimator)])
+
+
 @pytest.fixture(scope="module")
 def regression_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     train = synthetic(300, seed=5)
@@ -284,30 +313,52 @@ def regression_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
         - 2.0 * train["debt"]
         + train["size"].map(dict(zip(SIZES, [0.0, 5.0, 10.0, 20.0], strict=True)))
     )
-    pipeline = Pipeline(
-        [
-            (
-                "pre",
-                ColumnTransformer(
-                    [
-                        ("cat", OneHotEncoder(categories=[COLOURS, SIZES]), CATEGORICAL),
-                        ("num", StandardScaler(), NUMERIC),
-                    ],
-                    sparse_threshold=0.0,
-                ),
-            ),
-            ("model", Ridge(alpha=1e-6)),
-        ]
-    ).fit(train[NUMERIC + CATEGORICAL], target)
-    spec = {**manifest("amount"), "task": "regression", "target": None}
-    del spec["classes"], spec["favourable_class"]
-    root: Path = tmp_path_factory.mktemp("regression") / "models"
-    files = {
-        "model.skops": skops.io.dumps(pipeline),
-        "reference.csv": train.iloc[:50].to_csv(index=False).encode(),
-    }
-    version, _ = ModelStore(root).register(yaml.safe_dump(spec).encode(), files, "cli")
-    return LoadedModel.load(version)
+    pipeline = onehot_pipeline(Ridge(alpha=1e-6), StandardScaler())
+    pipeline.fit(train[NUMERIC + CATEGORICAL], target)
+    root = tmp_path_factory.mktemp("regression") / "models"
+    fields = {"task": "regression", "target": None, "classes": None, "favourable_class": None}
+    return register(root, "amount", pipeline, train.iloc[:50], **fields)
+
+
+def test_instances_encoded_without_the_preprocessor_only_where_proved(
+    small_models: dict[str, LoadedModel],
+    probe_rows: pd.DataFrame,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Instances are encoded from per-feature tables and affine maps, which must equal the
+    model's preprocessor; a clipping scaler is not affine, so there it is called instead,
+    and the explanation is the same either way."""
+    model = small_models["logistic"]
+    explainer = LimeExplainer(model, LimeOptions(samples=500))
+    assert explainer._design is not None and explainer._design.encodings is not None
+    far = probe_rows.assign(income=[-500.0, 900.0, 50.0, 0.0, 1e5])  # beyond the reference
+    frame = model.frame(far.to_dict("records"))
+    codes, _ = explainer._representation(frame)
+    np.testing.assert_allclose(
+        explainer._design.instance_designs(frame, codes),
+        model.predictor.design(frame),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+    train = synthetic(400, seed=2)
+    clipped = onehot_pipeline(LogisticRegression(max_iter=2000), MinMaxScaler(clip=True))
+    clipped.fit(train[NUMERIC + CATEGORICAL], train["outcome"])
+    root = tmp_path_factory.mktemp("clipped") / "models"
+    model = register(root, "clipped", clipped, train.iloc[:40])
+    explainer = LimeExplainer(model, LimeOptions(samples=500))
+    assert explainer.model_evaluation == "design"
+    assert explainer._design is not None and explainer._design.encodings is None
+    frame = model.frame(far.to_dict("records"))
+    fast = explainer.explain(frame, seeds=[1, 2, 3, 4, 5])
+    plain = LimeExplainer(model, LimeOptions(samples=500), gather_design=False).explain(
+        frame, seeds=[1, 2, 3, 4, 5]
+    )
+    for a, b in zip(fast, plain, strict=True):
+        assert a["model_prediction"] == pytest.approx(b["model_prediction"], abs=1e-12)
+        np.testing.assert_allclose(
+            [w["weight"] for w in a["weights"]], [w["weight"] for w in b["weights"]], atol=1e-9
+        )
 
 
 def test_regression_explains_raw_output_and_refuses_probability(

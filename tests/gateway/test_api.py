@@ -50,7 +50,7 @@ def test_health_readiness_and_model_listing(client: httpx.Client) -> None:
     listed = client.get("/v1/models").json()["models"]
     assert [m["name"] for m in listed] == MODELS
     detail = client.get("/v1/models/german-credit").json()
-    assert detail["methods"] == ["shap"] and detail["shap_algorithm"] == "tree"
+    assert detail["methods"] == ["lime", "shap"] and detail["shap_algorithm"] == "tree"
     assert detail["reference_rows"] == 200 and detail["favourable_class"] == "good"
     assert len(detail["features"]) == 20
     protected = {f["name"] for f in detail["features"] if f["protected"]}
@@ -309,8 +309,10 @@ def test_metrics_count_routes_cache_and_jobs(
 
 
 def test_faithfulness_on_request(client: httpx.Client, applicant: dict[str, Any]) -> None:
-    body = client.post("/v1/models/german-credit/explain", json={
-        "instances": [applicant], "options": {"faithfulness": {"k": 4, "random_orders": 10}}})
+    body = client.post(
+        "/v1/models/german-credit/explain",
+        json={"instances": [applicant], "options": {"faithfulness": {"k": 4, "random_orders": 10}}},
+    )
     assert body.status_code == 200, body.text
     result = body.json()["results"][0]
     [test] = result["faithfulness"]
@@ -318,6 +320,63 @@ def test_faithfulness_on_request(client: httpx.Client, applicant: dict[str, Any]
     assert test["gap"] == pytest.approx(test["aopc"] - test["random_aopc"])
     assert test["gap"] > 0
     assert "agreement" not in result  # one method: nothing to compare
-    plain = client.post("/v1/models/german-credit/explain",
-                        json={"instances": [applicant], "options": {"faithfulness": True}})
+    plain = client.post(
+        "/v1/models/german-credit/explain",
+        json={"instances": [applicant], "options": {"faithfulness": True}},
+    )
     assert plain.json()["results"][0]["faithfulness"][0]["k"] == 5
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shap_and_lime_together_carry_agreement(
+    client: httpx.Client, applicant: dict[str, Any], name: str
+) -> None:
+    response = client.post(
+        f"/v1/models/{name}/explain",
+        json={
+            "instances": [applicant],
+            "methods": ["shap", "lime"],
+            "options": {
+                "lime": {"samples": 2000, "stability": 3},
+                "agreement_k": 5,
+                "faithfulness": True,
+            },
+        },
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    lime = result["explanations"]["lime"]
+    assert 0 < lime["evidence"]["weighted_r2"] <= 1
+    assert lime["evidence"]["samples"] == 2000 and lime["output_space"] == "probability"
+    assert 0 <= lime["evidence"]["stability"]["mean_jaccard"] <= 1
+    block = result["agreement"]
+    assert set(block["top_features"]) == {"shap", "lime"}
+    assert len(block["top_features"]["shap"]) == 5
+    [pair] = block["pairs"]
+    assert pair["jaccard"] == pytest.approx(
+        len(set(block["top_features"]["shap"]) & set(block["top_features"]["lime"]))
+        / len(set(block["top_features"]["shap"]) | set(block["top_features"]["lime"]))
+    )
+    assert {t["method"] for t in result["faithfulness"]} == {"shap", "lime"}
+    again = client.post(
+        f"/v1/models/{name}/explain",
+        json={
+            "instances": [applicant],
+            "methods": ["shap", "lime"],
+            "options": {
+                "lime": {"samples": 2000, "stability": 3},
+                "agreement_k": 5,
+                "faithfulness": True,
+            },
+        },
+    )
+    assert again.content == response.content
+
+
+def test_bad_lime_options_are_named(client: httpx.Client, applicant: dict[str, Any]) -> None:
+    response = client.post(
+        "/v1/models/german-credit/explain",
+        json={"instances": [applicant], "methods": ["lime"], "options": {"lime": {"samples": -5}}},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "options", "lime", "samples"]
