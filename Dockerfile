@@ -5,7 +5,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install . \
+ && pip install --no-cache-dir --prefix=/install --no-deps dice-ml==0.12
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 xai

@@ -14,8 +14,10 @@ threshold; a candidate that fails anything is dropped and counted, never returne
 DiCE can hang (its genetic search draws random initial populations until enough of them
 reach the desired class, forever if none can). ``time_budget`` is enforced per applicant
 inside the explainer: DiCE is called under a ``SIGALRM`` interval timer that interrupts a
-call still running at the deadline, the first call asks for all ``count`` counterfactuals
-and later calls (after drops) for the ones still missing, each with its own derived seed.
+call still running at its deadline. The first call asks for all ``count`` counterfactuals
+(DiCE's cost barely grows with the count) within half the budget; if it is cut off, the
+rest of the budget goes to calls for one counterfactual at a time; after drops, later calls
+ask for the ones still missing; each call has its own seed derived from the row's seed.
 Whatever was accepted by the deadline is returned, with ``evidence.shortfall_reason``
 saying why there are fewer than asked. The timer needs the process's main thread (where
 the worker runs tasks, in the embedded pool and in Celery prefork children); elsewhere the
@@ -25,6 +27,7 @@ budget is only checked between DiCE calls.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import math
@@ -150,7 +153,11 @@ class CounterfactualExplainer(Explainer):
 
     @classmethod
     def supports(cls, model: LoadedModel) -> bool:
-        return model.manifest.task is Task.binary_classification
+        """Binary classifiers, with dice-ml installed."""
+        return (
+            model.manifest.task is Task.binary_classification
+            and importlib.util.find_spec("dice_ml") is not None
+        )
 
     # --- options that need the manifest ---------------------------------------------------
     def _desired_class(self, requested: str | None) -> str:
@@ -274,28 +281,36 @@ class CounterfactualExplainer(Explainer):
         else:
             query = self._to_dice(row)
             permitted = {n: _dice_range(domains[n]) for n in varied}  # type: ignore[arg-type]
-            stale, seen = 0, 0
+            stale, seen, completed, one_at_a_time = 0, 0, 0, False
             while len(accepted) < self.options.count:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
-                    shortfall = self._budget_reason(searches)
+                    shortfall = self._budget_reason(completed, interrupted=False)
                     break
-                need = self.options.count - len(accepted)
+                need = 1 if one_at_a_time else self.options.count - len(accepted)
                 total = seen + need if self.options.method == "kdtree" else need
+                # the first search asks for everything at once (DiCE's cost barely grows with
+                # it) but may only use half the budget: if it is cut off, the rest goes to
+                # searches for one counterfactual at a time, so a slow search still returns some
+                allowed = remaining / 2 if searches == 0 and need > 1 else remaining
                 searches += 1
                 try:
                     found = self._search(
-                        query, total, varied, permitted, _sub_seed(seed, searches), remaining
+                        query, total, varied, permitted, _sub_seed(seed, searches), allowed
                     )
                 except _BudgetExceeded:
                     self._dice = None  # interrupted mid-call: do not reuse its state
-                    shortfall = self._budget_reason(searches - 1, interrupted=True)
+                    if not one_at_a_time and need > 1:
+                        one_at_a_time = True
+                        continue
+                    shortfall = self._budget_reason(completed, interrupted=True)
                     break
                 except Exception as exc:  # noqa: BLE001 - DiCE failing is reported, not raised
                     self._dice = None
                     log.exception("DiCE %s failed", self.options.method)
                     shortfall = f"DiCE ({self.options.method}) failed: {type(exc).__name__}: {exc}"
                     break
+                completed += 1
                 before = len(accepted)
                 if self.options.method == "kdtree":
                     # deterministic: a longer list starts with the rows already checked
@@ -528,14 +543,11 @@ class CounterfactualExplainer(Explainer):
     def _label(self, probability: float) -> str:
         return self.favourable if probability >= self.threshold else self.unfavourable
 
-    def _budget_reason(self, searches: int, interrupted: bool = False) -> str:
-        budget = f"{self.options.time_budget:g} s"
+    def _budget_reason(self, completed: int, interrupted: bool) -> str:
+        reason = f"time budget of {self.options.time_budget:g} s reached"
         if interrupted:
-            return (
-                f"time budget of {budget} reached: DiCE ({self.options.method}) was interrupted "
-                f"after {searches} completed search(es)"
-            )
-        return f"time budget of {budget} reached after {searches} DiCE search(es)"
+            reason += f": DiCE ({self.options.method}) was interrupted"
+        return f"{reason} after {completed} completed search(es)"
 
     def _kdtree_reason(self, accepted: int) -> str:
         return (
@@ -548,27 +560,33 @@ class CounterfactualExplainer(Explainer):
 class _DiceModel:
     """The model as DiCE sees it: ``predict_proba`` gives [1 - s, s] where s >= 0.5 exactly
     when the service's model decides the favourable class at the manifest's threshold, so
-    DiCE's own 0.5 cut-off is the manifest's decision. Scores go through the service's
-    predictor on a typed frame, whatever the model format."""
+    DiCE's own 0.5 cut-off is the manifest's decision.
+
+    Scores come from the service's predictor (any model format) on DiCE's frames as they
+    are, in the manifest's column order, with pandas categoricals (DiCE's copy of the
+    reference data) turned back into strings. Rebuilding a typed frame for each of the
+    hundreds of single rows DiCE scores would cost more than DiCE's own work on them; what
+    the search proposes is re-scored on a typed frame (``model.frame``) before it is used.
+    """
 
     def __init__(self, model: LoadedModel) -> None:
-        self.manifest = model.manifest
         self.predictor = model.predictor
+        self.names = model.manifest.feature_names
         self.threshold = model.manifest.decision_threshold
-        self.numeric = {f.name for f in model.manifest.features if f.type is FeatureType.numeric}
 
     def predict_proba(self, data: Any) -> np.ndarray:
         if not isinstance(data, pd.DataFrame):
-            data = pd.DataFrame(np.atleast_2d(data), columns=self.manifest.feature_names)
-        # the frame typed_frame builds (float numerics, string categoricals), built in one go:
-        # DiCE scores single rows hundreds of times, so this conversion is on its hot path
-        frame = pd.DataFrame(
-            {
-                name: data[name].to_numpy(dtype=float if name in self.numeric else object)
-                for name in self.manifest.feature_names
-            }
-        )
-        p = self.predictor.probability(frame)
+            data = pd.DataFrame(np.atleast_2d(data), columns=self.names)
+        elif list(data.columns) != self.names:
+            data = data[self.names]
+        categorical = {
+            name: str
+            for name, dtype in data.dtypes.items()
+            if isinstance(dtype, pd.CategoricalDtype)
+        }
+        if categorical:
+            data = data.astype(categorical)
+        p = np.asarray(self.predictor.probability(data), dtype=float)
         t = self.threshold
         score = np.where(p < t, 0.5 * p / t, 0.5 + 0.5 * (p - t) / (1.0 - t))
         return np.column_stack([1.0 - score, score])

@@ -8,10 +8,13 @@ from pydantic import ValidationError
 
 from service.errors import InvalidRequestError, Issue
 from service.explainers.base import Explainer, MethodOptions
+from service.explainers.counterfactual import CounterfactualExplainer
 from service.explainers.lime import LimeExplainer
 from service.explainers.shap import ShapExplainer
 
-METHODS: dict[str, type[Explainer]] = {cls.method: cls for cls in (ShapExplainer, LimeExplainer)}
+METHODS: dict[str, type[Explainer]] = {
+    cls.method: cls for cls in (ShapExplainer, LimeExplainer, CounterfactualExplainer)
+}
 
 
 def method_names() -> list[str]:

@@ -206,7 +206,7 @@ class DataPlane:
         if not self.ready:
             raise UnavailableError("the service is starting; models are still loading")
         self.cache_misses += 1
-        size = self.settings.chunk_size
+        size = self._chunk_size(options)
         specs: list[TaskSpec] = [
             {
                 "kind": kind,
@@ -244,6 +244,15 @@ class DataPlane:
             location=f"/v1/jobs/{key}",
         )
         return Outcome(202, dump(accepted), key)
+
+    def _chunk_size(self, options: dict[str, Any]) -> int:
+        """Instances per task; smaller when a method spends a time budget per instance, so a
+        chunk stays within the hard time limit."""
+        size = self.settings.chunk_size
+        budget = (options.get("counterfactual") or {}).get("time_budget")
+        if budget:
+            size = min(size, max(1, int(self.settings.job_time_limit // (budget + 1))))
+        return size
 
     async def _finished(self, view: JobView) -> Outcome:
         if view.state is JobState.succeeded:

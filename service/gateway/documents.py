@@ -27,4 +27,4 @@ def assemble(kind: str, header: dict[str, Any], rows: list[dict[str, Any]]) -> b
 
 
 def dump(model: BaseModel) -> bytes:
-    return orjson.dumps(model.model_dump(mode="json", exclude_none=True))
+    return orjson.dumps(model.model_dump(mode="json", exclude_none=True, by_alias=True))

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.explainers.counterfactual import CounterfactualOptions
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.lime import LimeOptions
 from service.explainers.registry import method_names
@@ -58,6 +59,7 @@ class ExplainOptions(_Request):
     )
     shap: ShapOptions | None = None
     lime: LimeOptions | None = None
+    counterfactual: CounterfactualOptions | None = None
     agreement_k: int = Field(
         5, ge=1, le=50, description="Top-k features compared across methods (agreement block)."
     )
@@ -165,9 +167,45 @@ class LimeExplanation(BaseModel):
     evidence: LimeEvidence
 
 
+class FeatureChange(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    feature: str
+    from_: str | float = Field(..., alias="from", serialization_alias="from")
+    to: str | float
+
+
+class Counterfactual(BaseModel):
+    changes: list[FeatureChange] = Field(..., description="Only the features that change.")
+    probability: float = Field(..., description="Re-scored probability of the favourable class.")
+    label: str
+
+
+class CounterfactualEvidence(BaseModel):
+    requested: int
+    returned: int
+    validity: float | None = Field(..., description="Share valid when re-scored (1.0).")
+    changed_features: float | None = Field(..., description="Mean number of changed features.")
+    distance: float | None = Field(..., description="Mean normalised distance to the applicant.")
+    constraints_checked: list[str]
+    dropped: int = Field(..., description="Candidates dropped by re-scoring or constraints.")
+    shortfall_reason: str | None = Field(..., description="Why fewer than requested.")
+    method: str
+    seed: int
+    searches: int
+    elapsed_seconds: float
+
+
+class CounterfactualExplanation(BaseModel):
+    counterfactuals: list[Counterfactual]
+    desired_class: str
+    evidence: CounterfactualEvidence
+
+
 class Explanations(BaseModel):
     shap: ShapExplanation | None = None
     lime: LimeExplanation | None = None
+    counterfactual: CounterfactualExplanation | None = None
 
 
 class AgreementPair(BaseModel):

@@ -50,7 +50,8 @@ def test_health_readiness_and_model_listing(client: httpx.Client) -> None:
     listed = client.get("/v1/models").json()["models"]
     assert [m["name"] for m in listed] == MODELS
     detail = client.get("/v1/models/german-credit").json()
-    assert detail["methods"] == ["lime", "shap"] and detail["shap_algorithm"] == "tree"
+    assert detail["methods"] == ["counterfactual", "lime", "shap"]
+    assert detail["shap_algorithm"] == "tree"
     assert detail["reference_rows"] == 200 and detail["favourable_class"] == "good"
     assert len(detail["features"]) == 20
     protected = {f["name"] for f in detail["features"] if f["protected"]}
@@ -380,3 +381,57 @@ def test_bad_lime_options_are_named(client: httpx.Client, applicant: dict[str, A
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "options", "lime", "samples"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_counterfactuals_rescore_as_approved_over_http(
+    client: httpx.Client, applicant: dict[str, Any], name: str
+) -> None:
+    """Apply each returned counterfactual to the applicant and ask the service itself."""
+    detail = client.get(f"/v1/models/{name}").json()
+    fixed = {f["name"] for f in detail["features"] if f["protected"] or not f["mutable"]}
+    response = client.post(
+        f"/v1/models/{name}/explain",
+        json={
+            "instances": [applicant],
+            "methods": ["counterfactual"],
+            "options": {"counterfactual": {"count": 3, "time_budget": 20}},
+            "wait": 60,
+        },
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]["explanations"]["counterfactual"]
+    assert result["desired_class"] == "good"
+    assert result["evidence"]["returned"] == len(result["counterfactuals"]) >= 1
+    assert result["evidence"]["validity"] == 1.0
+    changed_rows = []
+    for counterfactual in result["counterfactuals"]:
+        row = dict(applicant)
+        for change in counterfactual["changes"]:
+            assert change["feature"] not in fixed
+            assert row[change["feature"]] == change["from"]
+            row[change["feature"]] = change["to"]
+        changed_rows.append(row)
+    scored = client.post(f"/v1/models/{name}/predict", json={"instances": changed_rows}).json()
+    for prediction, counterfactual in zip(
+        scored["predictions"], result["counterfactuals"], strict=True
+    ):
+        assert prediction["label"] == "good"
+        assert prediction["probability"] == pytest.approx(counterfactual["probability"])
+
+
+def test_counterfactual_options_naming_features_are_checked(
+    client: httpx.Client, applicant: dict[str, Any]
+) -> None:
+    response = client.post(
+        "/v1/models/german-credit/explain",
+        json={
+            "instances": [applicant],
+            "methods": ["counterfactual"],
+            "options": {"counterfactual": {"features_to_vary": ["age_in_years"]}},
+        },
+    )
+    assert response.status_code == 422
+    issue = response.json()["detail"][0]
+    assert issue["loc"] == ["body", "options", "counterfactual", "features_to_vary"]
+    assert "age_in_years" in issue["msg"]
