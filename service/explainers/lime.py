@@ -73,6 +73,7 @@ class LimeOptions(MethodOptions):
     kernel_width: float | None = Field(
         None,
         gt=0,
+        le=1e6,
         allow_inf_nan=False,
         description="Width of the exponential kernel; default 0.75 * sqrt(number of features).",
     )
