@@ -140,8 +140,11 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Cluster]:
-    topology = Cluster(tmp_path_factory.mktemp("cluster"), models_dir)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Its own copy of the demo models: tests here register versions."""
+    folder = tmp_path_factory.mktemp("cluster")
+    shutil.copytree(ROOT / "models", folder / "models")
+    topology = Cluster(folder, folder / "models")
     try:
         topology.gateway.start()
         topology.add_worker()

@@ -282,3 +282,28 @@ def test_cli_batch_writes_one_line_per_applicant(
     assert len(rows) == 1000 and rows[999]["index"] == 999
     assert {r["prediction"]["label"] for r in rows} == {"good", "bad"}
     assert all(r["explanations"]["shap"]["evidence"]["algorithm"] == "linear" for r in rows)
+
+
+def test_workers_pick_up_a_new_version_without_restart(
+    cluster: Cluster, http: httpx.Client, applicant: dict[str, Any]
+) -> None:
+    from tests.conftest import ROOT
+
+    source = next((ROOT / "models" / "german-credit-logit").iterdir())
+    manifest = (source / "manifest.yaml").read_text().replace(
+        "description: Logistic regression", "description: Retrained logistic regression", 1)
+    files = {
+        "manifest": ("manifest.yaml", manifest.encode()),
+        "artifact": ("model.skops", (source / "model.skops").read_bytes()),
+        "reference": ("reference.csv", (source / "reference.csv").read_bytes()),
+        "evaluation": ("evaluation.csv", (source / "evaluation.csv").read_bytes()),
+    }
+    registered = http.post("/v1/models", files=files)
+    assert registered.status_code == 201, registered.text
+    version = registered.json()["version"]
+    assert version != source.name
+    assert http.get("/v1/models/german-credit-logit").json()["latest_version"] == version
+    explained = http.post(f"/v1/models/german-credit-logit/explain?version={version}",
+                          json={"instances": [applicant], "wait": 60})
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["version"] == version
