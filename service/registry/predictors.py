@@ -65,6 +65,9 @@ class Predictor(ABC):
     output_sign: float = 1.0
 
 
+MEMO_MAX_ROWS = 1000
+
+
 class SklearnPredictor(Predictor):
     """A scikit-learn estimator or pipeline that takes the raw feature frame."""
 
@@ -81,25 +84,43 @@ class SklearnPredictor(Predictor):
             self.favourable_index = classes.index(str(manifest.favourable_class))
             # decision_function and tree/linear raw outputs are for classes_[1].
             self.output_sign = 1.0 if self.favourable_index == 1 else -1.0
+        # A copy of the last (small) frame transformed and its design matrix. Predictions,
+        # SHAP and the additivity check look at the same rows: transform them once. The
+        # contents are compared, so a frame changed in place is transformed again.
+        self._last: tuple[pd.DataFrame, Any] | None = None
+
+    def _input(self, frame: pd.DataFrame) -> tuple[Any, Any]:
+        """(estimator to call, what to call it on): the final step on the memoised design
+        matrix when there is a preprocessor, else the model on the frame."""
+        if self.preprocessor is None:
+            return self.model, frame
+        if self._last is not None and self._last[0].equals(frame):
+            return self.estimator, self._last[1]
+        design = self.preprocessor.transform(frame)
+        if len(frame) <= MEMO_MAX_ROWS:
+            self._last = (frame.copy(), design)
+        return self.estimator, design
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        model, data = self._input(frame)
         if not self.is_classifier:
-            return np.asarray(self.model.predict(frame), dtype=float)
-        if hasattr(self.model, "decision_function"):
-            return self.output_sign * np.asarray(self.model.decision_function(frame), dtype=float)
+            return np.asarray(model.predict(data), dtype=float)
+        if hasattr(model, "decision_function"):
+            return self.output_sign * np.asarray(model.decision_function(data), dtype=float)
         return logit(np.clip(self.probability(frame), 1e-15, 1 - 1e-15))
 
     def probability(self, frame: pd.DataFrame) -> np.ndarray:
         if not self.is_classifier:
             return self.margin(frame)
-        return np.asarray(self.model.predict_proba(frame), dtype=float)[:, self.favourable_index]
+        model, data = self._input(frame)
+        return np.asarray(model.predict_proba(data), dtype=float)[:, self.favourable_index]
 
     def design(self, frame: pd.DataFrame) -> np.ndarray | None:
         if self.preprocessor is None:
             if all(f.type is FeatureType.numeric for f in self.manifest.features):
                 return frame[self.manifest.feature_names].to_numpy(dtype=float)
             return None
-        out = self.preprocessor.transform(frame)
+        _, out = self._input(frame)
         out = out.toarray() if hasattr(out, "toarray") else out
         return np.asarray(out, dtype=float)
 
