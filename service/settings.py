@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_wait: float = Field(60.0, ge=0)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_instances: int = Field(10_000, ge=1)
-    chunk_size: int = Field(50, ge=1, description="Instances per worker task of a job.")
+    chunk_size: int = Field(250, ge=1, description="Instances per worker task of a job.")
     cache_max_entries: int = Field(4096, ge=1)
     job_ttl_seconds: float = Field(3600.0, gt=0)
     redelivery_seconds: float | None = Field(
