@@ -2,16 +2,19 @@
 
 An anchor is a rule A over the instance's own feature values such that the model gives
 (nearly) every perturbed sample satisfying A the instance's label:
-precision(A) = P(label(z) = label(x) | z ~ D(. | A)) >= threshold. Among the shortest such
-rules the one with the largest coverage (share of reference rows satisfying it) is
-returned; if none is found within ``max_anchor_size`` conditions, the most precise rule of
-the beams is returned with ``threshold_met: false``.
+precision(A) = P(label(z) = label(x) | z ~ D(. | A)) >= threshold, where a label is the
+favourable class when P(favourable) >= the manifest's decision threshold. Among the
+shortest rules found to reach the threshold, the one with the largest coverage (share of
+reference rows satisfying it) is returned; if none is found within ``max_anchor_size``
+conditions, the most precise rule of the beams is returned with ``threshold_met: false``.
+An empty rule (no condition) is returned when the label holds without any.
 
 Conditions, one per feature, all true for the instance:
 - categorical/ordinal: ``feature = instance's category``;
 - numeric: an interval whose ends are quartile edges of the reference data (lime's
   quartile discretiser, the bins anchor-exp uses): ``f <= q``, ``f > q`` or
-  ``q1 < f <= q2``, containing the instance's value.
+  ``q1 < f <= q2``, containing the instance's value. A rule's length is its number of
+  conditions (features).
 
 D(. | A), the perturbation distribution: a reference row drawn uniformly (bootstrap), with
 every categorical condition's feature set to the instance's category and every numeric
@@ -19,31 +22,39 @@ condition's feature, when outside the interval, replaced by a reference value of
 feature drawn uniformly from those inside the interval (the instance's own value when the
 reference has none). This is anchor-exp's ``sample_from_train``.
 
-Search: beam search by rule length with KL-LUCB (Kaufmann & Kalyanakrishnan 2013; the
-constants of anchor-exp) choosing the ``beam_size`` most precise rules of each length,
-then each chosen rule's precision is settled against the threshold (anchor-exp's
-``epsilon_stop`` rule). Unlike anchor-exp:
-- every candidate rule has its own cache of samples drawn from its own D(. | A), kept
-  across rounds and lengths; samples are never borrowed from a parent rule (a parent's
-  samples that happen to satisfy the child are not distributed as D(. | child)), so the
-  reported precision estimates what it claims;
-- each round evaluates all the samples it needs in one model call: all new candidates at
-  once, and in KL-LUCB the two arms of classic LUCB plus up to ``ROUND_ARMS - 2`` further
-  arms whose confidence intervals still overlap the decision (more samples per arm never
-  weaken the KL-LUCB guarantee, they only save rounds);
-- :meth:`AnchorExplainer.explain` runs the searches of all rows in lock step, one model
-  call per round for the whole frame; each row has its own random stream, so its
-  explanation does not depend on the other rows of the frame;
-- numeric conditions are intervals, so a rule's length is its number of features.
+Search: beam search by rule length. KL-LUCB (Kaufmann & Kalyanakrishnan 2013, with
+anchor-exp's constants) picks the ``beam_size`` most precise rules of each length to
+within ``epsilon`` with confidence 1 - ``delta``; each picked rule then gets at least
+ACCEPT_SAMPLES samples and is sampled until its precision is clearly above or below the
+threshold; it is accepted when its estimate is >= threshold and its KL lower confidence
+bound is > threshold - EPSILON_STOP (anchor-exp's acceptance rule, which is what
+``threshold_met`` reports). Unlike anchor-exp:
+- every candidate rule is estimated only from samples of its own D(. | A), kept across
+  rounds and lengths; samples are never borrowed from a parent rule (a parent's samples
+  that happen to satisfy the child are not distributed as D(. | child), which is why
+  anchor-exp's precisions are optimistic);
+- each round labels all the samples it needs in one model call: all new candidates at
+  once; in KL-LUCB the two arms of classic LUCB plus up to ROUND_ARMS - 2 further arms
+  whose confidence bounds still straddle the split, with per-arm batches that double
+  from round to round (sampling more never weakens KL-LUCB's guarantee, it saves rounds);
+- the candidates sampled in one round share their random numbers (common random
+  numbers: each rule's samples remain independent draws from its own D(. | A)), so rules
+  whose conditions agree on a sample produce the same row, and a search labels each
+  distinct row once (a memo of up to MEMO_LIMIT rows; the model is deterministic);
+- :meth:`AnchorExplainer.explain` runs the searches of up to WINDOW rows in lock step,
+  one model call per round for all of them; each row has its own random stream and memo,
+  so its explanation is the same whatever other rows share the frame.
 
-The returned precision is the search estimate (selected, so slightly optimistic);
-``evidence.precision_fresh`` re-measures it on ``fresh_samples`` new samples of D(. | A)
-that the search never saw.
+``precision`` is the search's estimate of the returned rule (the rule was selected on
+part of those samples, so it can be slightly optimistic); ``evidence.precision_fresh``
+re-measures it on ``fresh_samples`` new samples of D(. | A), labelled by the model
+itself (not from the memo), that the search never saw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from itertools import repeat
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -58,11 +69,17 @@ from service.registry.manifest import FeatureType
 # anchor-exp's tolerance when settling a chosen rule's precision against the threshold.
 EPSILON_STOP = 0.05
 # At most this many candidate rules get new samples in one KL-LUCB round.
-ROUND_ARMS = 8
+ROUND_ARMS = 32
+# Round t (from 1) of one KL-LUCB gives each picked arm batch_size * 2**min(t, GROWTH_CAP).
+GROWTH_CAP = 3
+# A rule is accepted on at least this many samples.
+ACCEPT_SAMPLES = 1000
 # A rule is never sampled beyond this; rounds stop once the contested arms reach it.
 MAX_ARM_SAMPLES = 50_000
-# New candidate rules start with batch_size // INITIAL_DIVISOR samples each.
-INITIAL_DIVISOR = 1
+# explain() runs this many searches in lock step (bounds the memory of their memos).
+WINDOW = 16
+# Distinct rows whose label one search remembers.
+MEMO_LIMIT = 100_000
 COVERAGE_SEED = 0
 QUARTILES = (25, 50, 75)
 
@@ -71,7 +88,11 @@ class AnchorOptions(MethodOptions):
     """How anchors are searched. Defaults: anchor-exp's, with a beam of 2."""
 
     threshold: float = Field(
-        0.95, gt=0, le=1, description="Precision a rule must reach (share of samples kept)."
+        0.95,
+        gt=0,
+        le=1,
+        description="Precision a rule must reach: share of its perturbed samples the model "
+        "gives the instance's label.",
     )
     delta: float = Field(0.1, gt=0, lt=1, description="KL-LUCB confidence: 1 - delta.")
     epsilon: float = Field(
@@ -129,8 +150,9 @@ class _Outcome(NamedTuple):
     rule: _Rule
     met: bool
     fresh_precision: float
-    model_calls: int
-    model_rows: int
+    calls: int
+    rows: int
+    samples: int
 
 
 class AnchorExplainer(Explainer):
@@ -140,12 +162,11 @@ class AnchorExplainer(Explainer):
 
     def __init__(self, model: LoadedModel, options: AnchorOptions) -> None:  # type: ignore[override]
         super().__init__(model, options)
-        manifest = model.manifest
         if not model.predictor.is_classifier:
             raise invalid(
                 ("body", "methods"), "anchors explain classifiers; this model is a regression"
             )
-        self.features = manifest.features
+        self.features = model.manifest.features
         self.numeric = [f.type is FeatureType.numeric for f in self.features]
         self.categories = [
             None if numeric else np.asarray(f.categories, dtype=object)
@@ -156,11 +177,23 @@ class AnchorExplainer(Explainer):
             for f, numeric in zip(self.features, self.numeric, strict=True)
         ]
         reference = model.reference
-        self.reference = self._encode(reference)
+        values = self._encode(reference)
         self.edges = [
-            np.unique(np.percentile(self.reference[:, j], QUARTILES)) if numeric else None
+            np.unique(np.percentile(values[:, j], QUARTILES)) if numeric else None
             for j, numeric in enumerate(self.numeric)
         ]
+        # Rows are sampled as indices into each column's values: numeric columns index
+        # their distinct reference values (one more index: the instance's own value when
+        # the reference lacks it), categorical columns their category codes.
+        self.vocab = [
+            np.unique(values[:, j]) if numeric else None for j, numeric in enumerate(self.numeric)
+        ]
+        widest = max(
+            len(v) + 1 if v is not None else len(c)  # type: ignore[arg-type]
+            for v, c in zip(self.vocab, self.categories, strict=True)
+        )
+        self.index_dtype = np.uint16 if widest < 2**16 else np.uint32
+        self.reference = self._index(values)
         if len(reference) > options.coverage_samples:
             rows = np.random.default_rng(COVERAGE_SEED).choice(
                 len(reference), options.coverage_samples, replace=False
@@ -168,10 +201,11 @@ class AnchorExplainer(Explainer):
             self.coverage_rows = self.reference[np.sort(rows)]
         else:
             self.coverage_rows = self.reference
+        self._inside: dict[_Condition, np.ndarray] = {}
         self._pools: dict[_Condition, np.ndarray] = {}
         self._covered: dict[_Condition, np.ndarray] = {}
         self._cast: dict[str, Any] | None = None
-        probe = self._frame(self.reference[:1])
+        probe = self._frame(values[:1])
         cast = {c: t for c, t in reference.dtypes.items() if probe[c].dtype != t}
         self._cast = cast or None
 
@@ -179,7 +213,7 @@ class AnchorExplainer(Explainer):
     def supports(cls, model: LoadedModel) -> bool:
         return bool(model.predictor.is_classifier)
 
-    # --- encoding: one float matrix, numeric values and category codes
+    # --- representations: values (numeric values and category codes, float) and indices
     def _encode(self, frame: pd.DataFrame) -> np.ndarray:
         out = np.empty((len(frame), len(self.features)))
         for j, feature in enumerate(self.features):
@@ -191,30 +225,45 @@ class AnchorExplainer(Explainer):
             try:
                 out[:, j] = [codes[v] for v in values]
             except KeyError as exc:
+                row = next(i for i, v in enumerate(values) if v not in codes)
                 raise invalid(
-                    ("body", "instances", feature.name), f"{exc.args[0]!r} is not a category"
+                    ("body", "instances", row, feature.name),
+                    f"{exc.args[0]!r} is not one of the manifest's categories",
                 ) from None
         return out
 
-    def _frame(self, rows: np.ndarray) -> pd.DataFrame:
+    def _index(self, values: np.ndarray) -> np.ndarray:
+        """Indices of values; a numeric value absent from the reference gets the extra index."""
+        out = np.empty(values.shape, dtype=self.index_dtype)
+        for j, vocab in enumerate(self.vocab):
+            if vocab is None:
+                out[:, j] = values[:, j]
+                continue
+            position = np.searchsorted(vocab, values[:, j])
+            found = position < len(vocab)
+            found[found] = vocab[position[found]] == values[found, j]
+            out[:, j] = np.where(found, position, len(vocab))
+        return out
+
+    def _frame(self, values: np.ndarray) -> pd.DataFrame:
         data: dict[str, Any] = {}
         for j, feature in enumerate(self.features):
             categories = self.categories[j]
             if categories is None:
-                data[feature.name] = rows[:, j]
+                data[feature.name] = values[:, j]
             else:
-                data[feature.name] = categories[rows[:, j].astype(np.intp)]
+                data[feature.name] = categories[values[:, j].astype(np.intp)]
         frame = pd.DataFrame(data)
         return frame.astype(self._cast) if self._cast else frame
 
-    def _favourable(self, rows: np.ndarray) -> np.ndarray:
+    def _favourable(self, values: np.ndarray) -> np.ndarray:
         """One model call: whether each row is given the favourable class."""
-        probability = self.model.predictor.probability(self._frame(rows))
+        probability = self.model.predictor.probability(self._frame(values))
         return np.asarray(probability >= self.model.manifest.decision_threshold)
 
     # --- conditions
     def conditions(self, x: np.ndarray) -> list[_Condition]:
-        """Every single-feature condition the instance satisfies, in feature order."""
+        """Every single-feature condition the instance (values) satisfies, in feature order."""
         out = []
         for j, edges in enumerate(self.edges):
             if edges is None:
@@ -234,23 +283,30 @@ class AnchorExplainer(Explainer):
         high = float(edges[c.high]) if c.high >= 0 else np.inf
         return low, high
 
-    def _pool(self, c: _Condition) -> np.ndarray:
+    def inside(self, c: _Condition) -> np.ndarray:
+        """Per value index of a numeric column: inside the interval (the instance's extra
+        index always is: conditions are built around the instance)."""
+        table = self._inside.get(c)
+        if table is None:
+            low, high = self.bounds(c)
+            vocab = self.vocab[c.feature]
+            assert vocab is not None
+            table = self._inside[c] = np.append((vocab > low) & (vocab <= high), True)
+        return table
+
+    def pool(self, c: _Condition) -> np.ndarray:
+        """The reference's value indices inside a numeric condition (with repeats)."""
         pool = self._pools.get(c)
         if pool is None:
-            low, high = self.bounds(c)
             column = self.reference[:, c.feature]
-            pool = self._pools[c] = column[(column > low) & (column <= high)]
+            pool = self._pools[c] = column[self.inside(c)[column]]
         return pool
 
     def _satisfied(self, c: _Condition) -> np.ndarray:
         mask = self._covered.get(c)
         if mask is None:
             column = self.coverage_rows[:, c.feature]
-            if c.code >= 0:
-                mask = column == c.code
-            else:
-                low, high = self.bounds(c)
-                mask = (column > low) & (column <= high)
+            mask = column == c.code if c.code >= 0 else self.inside(c)[column]
             self._covered[c] = mask
         return mask
 
@@ -259,24 +315,6 @@ class AnchorExplainer(Explainer):
             return 1.0
         mask = np.logical_and.reduce([self._satisfied(c) for c in conditions])
         return float(np.mean(mask))
-
-    def draw(
-        self, conditions: Sequence[_Condition], n: int, rng: np.random.Generator, x: np.ndarray
-    ) -> np.ndarray:
-        """n samples of D(. | rule)."""
-        rows = self.reference[rng.integers(0, len(self.reference), n)]
-        for c in conditions:
-            column = rows[:, c.feature]
-            if c.code >= 0:
-                column[:] = c.code
-                continue
-            low, high = self.bounds(c)
-            outside = ~((column > low) & (column <= high))
-            k = int(np.count_nonzero(outside))
-            if k:
-                pool = self._pool(c)
-                column[outside] = pool[rng.integers(0, pool.size, k)] if pool.size else x[c.feature]
-        return rows
 
     # --- explanation
     def explain(self, frame: pd.DataFrame, seeds: list[int]) -> list[dict[str, Any]]:
@@ -294,9 +332,10 @@ class AnchorExplainer(Explainer):
         ]
 
     def _drive(self, searches: list[Generator[np.ndarray, np.ndarray, _Outcome]]) -> list[_Outcome]:
-        """Run the searches in lock step: each round, one model call for all their samples."""
+        """Run up to WINDOW searches in lock step: one model call per round for all."""
         outcomes: list[_Outcome | None] = [None] * len(searches)
         pending: dict[int, np.ndarray] = {}
+        waiting = list(range(len(searches)))[::-1]
 
         def advance(i: int, sent: np.ndarray | None) -> None:
             try:
@@ -305,8 +344,11 @@ class AnchorExplainer(Explainer):
                 outcomes[i] = stop.value
                 pending.pop(i, None)
 
-        for i in range(len(searches)):
-            advance(i, None)
+        def fill() -> None:
+            while waiting and len(pending) < WINDOW:
+                advance(waiting.pop(), None)
+
+        fill()
         while pending:
             order = sorted(pending)
             favourable = self._favourable(np.concatenate([pending[i] for i in order]))
@@ -315,28 +357,33 @@ class AnchorExplainer(Explainer):
                 size = len(pending[i])
                 advance(i, favourable[start : start + size])
                 start += size
+            fill()
         assert all(o is not None for o in outcomes)
         return outcomes  # type: ignore[return-value]
 
     def _format(self, outcome: _Outcome, favourable: bool, seed: int) -> dict[str, Any]:
         manifest = self.model.manifest
-        conditions = [self._condition_json(c) for c in outcome.rule.conditions]
+        rule = outcome.rule
+        conditions = [self._condition_json(c) for c in rule.conditions]
         protected = [
-            c["feature"] for c in conditions if self.features[self._index(c["feature"])].protected
+            self.features[c.feature].name
+            for c in rule.conditions
+            if self.features[c.feature].protected
         ]
         options = self.options
         return {
             "rule": conditions,
             "text": " AND ".join(c["text"] for c in conditions),
-            "precision": outcome.rule.precision,
-            "coverage": outcome.rule.coverage,
+            "precision": rule.precision,
+            "coverage": rule.coverage,
             "label": manifest.favourable_class if favourable else manifest.unfavourable_class,
             "evidence": {
                 "precision_fresh": outcome.fresh_precision,
                 "fresh_samples": options.fresh_samples,
-                "samples": outcome.rule.n,
-                "model_calls": outcome.model_calls,
-                "model_rows": outcome.model_rows,
+                "samples": rule.n,
+                "search_samples": outcome.samples,
+                "model_calls": outcome.calls,
+                "model_rows": outcome.rows,
                 "threshold": options.threshold,
                 "threshold_met": outcome.met,
                 "beam_size": options.beam_size,
@@ -347,9 +394,6 @@ class AnchorExplainer(Explainer):
                 "protected_features_in_rule": protected,
             },
         }
-
-    def _index(self, name: str) -> int:
-        return next(j for j, f in enumerate(self.features) if f.name == name)
 
     def _condition_json(self, c: _Condition) -> dict[str, Any]:
         name = self.features[c.feature].name
@@ -370,8 +414,11 @@ class AnchorExplainer(Explainer):
 
 
 class _Search:
-    """The search for one instance, as a generator: it yields the rows it needs labelled
-    and receives, for each, whether the model gives it the favourable class."""
+    """The search for one instance, as a generator: it yields the rows (values) it needs
+    labelled and receives, for each, whether the model gives it the favourable class.
+
+    Samples are index rows; a row already labelled in this search is not sent again
+    (the model is deterministic), so only distinct rows cost model time."""
 
     def __init__(
         self,
@@ -380,12 +427,19 @@ class _Search:
         favourable: bool,
         rng: np.random.Generator,
     ) -> None:
-        self.explainer, self.x, self.favourable, self.rng = explainer, x, favourable, rng
+        self.explainer, self.favourable, self.rng = explainer, favourable, rng
         self.options = explainer.options
+        self.x = explainer._index(x[None, :])[0]
+        self.decode = [
+            None if vocab is None else np.append(vocab, x[j])
+            for j, vocab in enumerate(explainer.vocab)
+        ]
         self.singles = explainer.conditions(x)
         self.rules: dict[tuple[_Condition, ...], _Rule] = {}
+        self.memo: dict[bytes, bool] = {}
         self.calls = 1  # the instance's own prediction
         self.rows = 1
+        self.samples = 0
 
     def rule(self, conditions: tuple[_Condition, ...]) -> _Rule:
         found = self.rules.get(conditions)
@@ -398,18 +452,18 @@ class _Search:
         batch = options.batch_size
         empty = self.rule(())
         frontier = [self.rule((c,)) for c in self.singles]
-        first = max(1, batch // INITIAL_DIVISOR)
-        yield from self.sample([empty, *frontier], first)
-        yield from self.settle([empty], np.log(1.0 / options.delta))
-        found: _Rule | None = empty if self.valid(empty, np.log(1.0 / options.delta)) else None
+        yield from self.sample([empty, *frontier], batch)
+        empty_level = np.log(1.0 / options.delta)
+        yield from self.settle([empty], empty_level)
+        found: _Rule | None = empty if self.valid(empty, empty_level) else None
         beams: list[_Rule] = []
         max_size = options.max_anchor_size or len(self.explainer.features)
         settle_level = np.log((1 + (options.beam_size - 1) * len(self.singles)) / options.delta)
         size = 1
         while found is None and frontier and size <= max_size:
-            fresh = [r for r in frontier if r.n == 0]
-            if fresh:
-                yield from self.sample(fresh, first)
+            new = [r for r in frontier if r.n == 0]
+            if new:
+                yield from self.sample(new, batch)
             chosen = yield from self.lucb(frontier, min(options.beam_size, len(frontier)))
             beams.extend(chosen)
             yield from self.settle(chosen, settle_level)
@@ -423,24 +477,95 @@ class _Search:
         if found is None:
             best = (yield from self.lucb(beams, 1)) if beams else [empty]
             found = best[0]
-        fresh_rows = self.explainer.draw(found.conditions, options.fresh_samples, self.rng, self.x)
-        labels = yield fresh_rows
+        # fresh samples, labelled by the model itself (not from the search's memo)
+        fresh = self.draw(found.conditions, options.fresh_samples)
+        labels = yield self.values(fresh)
         self.calls += 1
         self.rows += len(labels)
         fresh_precision = float(np.mean(labels == self.favourable))
-        return _Outcome(found, met, fresh_precision, self.calls, self.rows)
+        return _Outcome(found, met, fresh_precision, self.calls, self.rows, self.samples)
 
-    def sample(self, rules: Sequence[_Rule], n: int) -> Generator[np.ndarray, np.ndarray, None]:
-        """n new samples for each rule, labelled in one model call."""
-        draw, x, rng = self.explainer.draw, self.x, self.rng
-        labels = yield np.concatenate([draw(r.conditions, n, rng, x) for r in rules])
-        self.calls += 1
-        self.rows += len(labels)
-        hits = (labels == self.favourable).reshape(len(rules), n).sum(axis=1)
-        for r, h in zip(rules, hits, strict=True):
-            r.n += n
+    # --- sampling
+    def randomness(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The random numbers behind n samples: reference rows, and per feature a uniform
+        that picks the replacement value when a condition moves the feature."""
+        reference = self.explainer.reference
+        return self.rng.integers(0, len(reference), n), self.rng.random((n, reference.shape[1]))
+
+    def draw(
+        self,
+        conditions: Sequence[_Condition],
+        n: int,
+        randomness: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """n samples of D(. | rule), as index rows. Rules sampled in one round share their
+        random numbers (each rule's samples are still independent draws of its own
+        D(. | rule)), so where their conditions agree they produce the same rows, which
+        are labelled once."""
+        explainer = self.explainer
+        index, uniform = randomness if randomness is not None else self.randomness(n)
+        rows = explainer.reference[index[:n]]
+        for c in conditions:
+            column = rows[:, c.feature]
+            if c.code >= 0:
+                column[:] = c.code
+                continue
+            outside = ~explainer.inside(c)[column]
+            if outside.any():
+                pool = explainer.pool(c)
+                if pool.size:
+                    picks = (uniform[:n, c.feature][outside] * pool.size).astype(np.intp)
+                    column[outside] = pool[picks]
+                else:
+                    column[outside] = self.x[c.feature]
+        return rows
+
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty(rows.shape)
+        for j, decode in enumerate(self.decode):
+            out[:, j] = rows[:, j] if decode is None else decode[rows[:, j]]
+        return out
+
+    def label(self, rows: np.ndarray) -> Generator[np.ndarray, np.ndarray, np.ndarray]:
+        """Whether each row gets the instance's label; rows not seen before in one call."""
+        width = rows.dtype.itemsize * rows.shape[1]
+        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, width))).ravel().tolist()
+        memo = self.memo
+        # 1/0: remembered label is the instance's or not; 2: never labelled
+        same = np.fromiter(map(memo.get, keys, repeat(2)), dtype=np.int8, count=len(keys))
+        missing = np.flatnonzero(same == 2)
+        if missing.size:
+            distinct: dict[bytes, int] = {}
+            slot = np.array([distinct.setdefault(keys[i], len(distinct)) for i in missing.tolist()])
+            first = np.empty(len(distinct), dtype=np.intp)
+            first[slot[::-1]] = missing[::-1]  # each distinct row's first occurrence
+            favourable = yield self.values(rows[first])
+            self.calls += 1
+            self.rows += len(favourable)
+            labelled = favourable == self.favourable
+            same[missing] = labelled[slot]
+            if len(memo) + len(distinct) <= MEMO_LIMIT:
+                memo.update(zip(distinct, labelled.tolist(), strict=True))
+        self.samples += len(keys)
+        return same.astype(bool)
+
+    def sample(
+        self, rules: Sequence[_Rule], n: int | Sequence[int]
+    ) -> Generator[np.ndarray, np.ndarray, None]:
+        """n (or n[i]) new samples for each rule, labelled in at most one model call."""
+        counts = [n] * len(rules) if isinstance(n, int) else list(n)
+        shared = self.randomness(max(counts))
+        rows = np.concatenate(
+            [self.draw(r.conditions, k, shared) for r, k in zip(rules, counts, strict=True)]
+        )
+        same = yield from self.label(rows)
+        starts = np.cumsum([0, *counts[:-1]])
+        hits = np.add.reduceat(same.astype(np.int64), starts)
+        for r, k, h in zip(rules, counts, hits, strict=True):
+            r.n += k
             r.hits += int(h)
 
+    # --- decisions
     def valid(self, r: _Rule, level: float) -> bool:
         threshold = self.options.threshold
         lower = _kl_lower(np.array([r.precision]), np.array([level / r.n]))[0]
@@ -450,22 +575,25 @@ class _Search:
         self, rules: Sequence[_Rule], level: float
     ) -> Generator[np.ndarray, np.ndarray, None]:
         """Sample until each rule's precision is clearly above or below the threshold
-        (anchor-exp's stopping rule with its epsilon_stop)."""
-        threshold = self.options.threshold
+        (anchor-exp's stopping rule with its epsilon_stop); a rule that may be accepted
+        first gets at least ACCEPT_SAMPLES samples, most of them drawn after it was
+        chosen, which dilutes the optimism of the estimate that chose it."""
+        threshold, batch = self.options.threshold, self.options.batch_size
         while True:
             n = np.array([r.n for r in rules], dtype=float)
             means = np.array([r.precision for r in rules])
             lower = _kl_lower(means, level / n)
             upper = _kl_upper(means, level / n)
+            short = (means >= threshold) & (n < ACCEPT_SAMPLES)
             open_ = ((means >= threshold) & (lower < threshold - EPSILON_STOP)) | (
                 (means < threshold) & (upper >= threshold + EPSILON_STOP)
             )
-            open_ &= n < MAX_ARM_SAMPLES
+            open_ = (open_ | short) & (n < MAX_ARM_SAMPLES)
             if not open_.any():
                 return
-            yield from self.sample(
-                [r for r, o in zip(rules, open_, strict=True) if o], self.options.batch_size
-            )
+            picked = np.flatnonzero(open_)
+            counts = [max(batch, int(ACCEPT_SAMPLES - n[i])) if short[i] else batch for i in picked]
+            yield from self.sample([rules[i] for i in picked], counts)
 
     def lucb(
         self, arms: Sequence[_Rule], top: int
@@ -487,20 +615,18 @@ class _Search:
             if strongest - weakest <= epsilon:
                 break
             # the classic pair first, then other arms still contesting the split
-            contest = [(strongest - lower[k], int(best[k])) for k in range(len(best))] + [
-                (upper[k] - weakest, int(rest[k])) for k in range(len(rest))
-            ]
-            pair = {int(rest[np.argmax(upper)]), int(best[np.argmin(lower)])}
-            extra = [
-                i
-                for gap, i in sorted(contest, key=lambda item: (-item[0], item[1]))
-                if gap > epsilon and i not in pair
-            ]
-            picked = sorted(pair) + extra[: ROUND_ARMS - 2]
-            picked = [i for i in picked if arms[i].n < MAX_ARM_SAMPLES]
+            pair = [int(rest[np.argmax(upper)]), int(best[np.argmin(lower)])]
+            contest = sorted(
+                [(float(strongest - lower[k]), int(best[k])) for k in range(len(best))]
+                + [(float(upper[k] - weakest), int(rest[k])) for k in range(len(rest))],
+                key=lambda item: (-item[0], item[1]),
+            )
+            extra = [i for gap, i in contest if gap > epsilon and i not in pair]
+            picked = [i for i in pair + extra[: ROUND_ARMS - 2] if arms[i].n < MAX_ARM_SAMPLES]
             if not picked:
                 break
-            yield from self.sample([arms[i] for i in picked], self.options.batch_size)
+            growth = 2 ** min(t, GROWTH_CAP)
+            yield from self.sample([arms[i] for i in picked], self.options.batch_size * growth)
             t += 1
         final = np.argsort(-np.array([r.precision for r in arms]), kind="stable")[:top]
         return [arms[int(i)] for i in final]

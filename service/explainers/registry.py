@@ -7,13 +7,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.errors import InvalidRequestError, Issue
+from service.explainers.anchor import AnchorExplainer
 from service.explainers.base import Explainer, MethodOptions
 from service.explainers.counterfactual import CounterfactualExplainer
 from service.explainers.lime import LimeExplainer
 from service.explainers.shap import ShapExplainer
 
 METHODS: dict[str, type[Explainer]] = {
-    cls.method: cls for cls in (ShapExplainer, LimeExplainer, CounterfactualExplainer)
+    cls.method: cls
+    for cls in (ShapExplainer, LimeExplainer, AnchorExplainer, CounterfactualExplainer)
 }
 
 

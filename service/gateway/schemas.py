@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.explainers.anchor import AnchorOptions
 from service.explainers.counterfactual import CounterfactualOptions
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.lime import LimeOptions
@@ -59,6 +60,7 @@ class ExplainOptions(_Request):
     )
     shap: ShapOptions | None = None
     lime: LimeOptions | None = None
+    anchor: AnchorOptions | None = None
     counterfactual: CounterfactualOptions | None = None
     agreement_k: int = Field(
         5, ge=1, le=50, description="Top-k features compared across methods (agreement block)."
@@ -202,9 +204,44 @@ class CounterfactualExplanation(BaseModel):
     evidence: CounterfactualEvidence
 
 
+class AnchorCondition(BaseModel):
+    feature: str
+    op: Literal["=", "<=", ">", "between"]
+    value: str | float | None = Field(None, description="For =, <= and >.")
+    values: list[float] | None = Field(None, description="For between: low < x <= high.")
+    text: str
+
+
+class AnchorEvidence(BaseModel):
+    precision_fresh: float = Field(..., description="Precision on samples the search never saw.")
+    fresh_samples: int
+    samples: int
+    search_samples: int
+    model_calls: int
+    model_rows: int
+    threshold: float
+    threshold_met: bool
+    beam_size: int
+    delta: float
+    epsilon: float
+    seed: int
+    coverage_rows: int
+    protected_features_in_rule: list[str]
+
+
+class AnchorExplanation(BaseModel):
+    rule: list[AnchorCondition]
+    text: str
+    precision: float
+    coverage: float
+    label: str
+    evidence: AnchorEvidence
+
+
 class Explanations(BaseModel):
     shap: ShapExplanation | None = None
     lime: LimeExplanation | None = None
+    anchor: AnchorExplanation | None = None
     counterfactual: CounterfactualExplanation | None = None
 
 

@@ -290,8 +290,13 @@ def test_workers_pick_up_a_new_version_without_restart(
     from tests.conftest import ROOT
 
     source = next((ROOT / "models" / "german-credit-logit").iterdir())
-    manifest = (source / "manifest.yaml").read_text().replace(
-        "description: Logistic regression", "description: Retrained logistic regression", 1)
+    manifest = (
+        (source / "manifest.yaml")
+        .read_text()
+        .replace(
+            "description: Logistic regression", "description: Retrained logistic regression", 1
+        )
+    )
     files = {
         "manifest": ("manifest.yaml", manifest.encode()),
         "artifact": ("model.skops", (source / "model.skops").read_bytes()),
@@ -303,7 +308,9 @@ def test_workers_pick_up_a_new_version_without_restart(
     version = registered.json()["version"]
     assert version != source.name
     assert http.get("/v1/models/german-credit-logit").json()["latest_version"] == version
-    explained = http.post(f"/v1/models/german-credit-logit/explain?version={version}",
-                          json={"instances": [applicant], "wait": 60})
+    explained = http.post(
+        f"/v1/models/german-credit-logit/explain?version={version}",
+        json={"instances": [applicant], "wait": 60},
+    )
     assert explained.status_code == 200, explained.text
     assert explained.json()["version"] == version

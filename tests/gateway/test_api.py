@@ -50,7 +50,7 @@ def test_health_readiness_and_model_listing(client: httpx.Client) -> None:
     listed = client.get("/v1/models").json()["models"]
     assert [m["name"] for m in listed] == MODELS
     detail = client.get("/v1/models/german-credit").json()
-    assert detail["methods"] == ["counterfactual", "lime", "shap"]
+    assert detail["methods"] == ["anchor", "counterfactual", "lime", "shap"]
     assert detail["shap_algorithm"] == "tree"
     assert detail["reference_rows"] == 200 and detail["favourable_class"] == "good"
     assert len(detail["features"]) == 20
@@ -435,3 +435,32 @@ def test_counterfactual_options_naming_features_are_checked(
     issue = response.json()["detail"][0]
     assert issue["loc"] == ["body", "options", "counterfactual", "features_to_vary"]
     assert "age_in_years" in issue["msg"]
+
+
+def test_three_methods_and_an_anchor_that_holds(
+    client: httpx.Client, applicant: dict[str, Any]
+) -> None:
+    response = client.post(
+        "/v1/models/german-credit/explain",
+        json={"instances": [applicant], "methods": ["shap", "lime", "anchor"], "wait": 60},
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    anchor = result["explanations"]["anchor"]
+    assert anchor["label"] == "bad" and anchor["rule"]
+    assert anchor["text"] == " AND ".join(c["text"] for c in anchor["rule"])
+    assert anchor["evidence"]["threshold"] == 0.95
+    if anchor["evidence"]["threshold_met"]:
+        assert anchor["evidence"]["precision_fresh"] >= 0.9
+    assert set(result["agreement"]["top_features"]) == {"shap", "lime", "anchor"}
+    assert len(result["agreement"]["pairs"]) == 3
+    bad = client.post(
+        "/v1/models/german-credit/explain",
+        json={
+            "instances": [applicant],
+            "methods": ["anchor"],
+            "options": {"anchor": {"threshold": 1.5}},
+        },
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "options", "anchor", "threshold"]
