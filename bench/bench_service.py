@@ -62,7 +62,9 @@ MODEL = "german-credit"
 OTHER_MODEL = "german-credit-logit"
 DATA = ROOT / "data" / "german_credit.csv"
 EXAMPLE = ROOT / "api_schema" / "examples" / "explain.json"
-DEFAULT_CHUNK = 50  # the service default (XAI_CHUNK_SIZE)
+from service.settings import Settings  # noqa: E402
+
+DEFAULT_CHUNK = Settings().chunk_size  # the service default (XAI_CHUNK_SIZE)
 TASK_LINE = re.compile(r"xai\.run_chunk\[([0-9a-f]{64}):(\d+)\] succeeded in ([0-9.eE+-]+)s")
 # Celery's own line once the consumer and its pool are up ("<name>@<host> ready.").
 READY_LINE = re.compile(r"\] \S+@\S+ ready\.")

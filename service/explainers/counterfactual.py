@@ -536,7 +536,6 @@ class CounterfactualExplainer(Explainer):
                 "method": self.options.method,
                 "seed": seed,
                 "searches": searches,
-                "elapsed_seconds": round(time.perf_counter() - started, 6),
             },
         }
 

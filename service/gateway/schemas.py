@@ -195,7 +195,6 @@ class CounterfactualEvidence(BaseModel):
     method: str
     seed: int
     searches: int
-    elapsed_seconds: float
 
 
 class CounterfactualExplanation(BaseModel):

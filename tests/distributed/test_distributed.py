@@ -12,20 +12,9 @@ import orjson
 import pytest
 
 from tests.distributed.conftest import Cluster
-from tests.gateway.test_api import metric
+from tests.gateway.test_api import metric, poll
 
 SLOW = {"shap": {"algorithm": "sampling", "permutations": 2048, "background_rows": 200}}
-
-
-def poll(client: httpx.Client, job_id: str, until: set[str], timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = client.get(f"/v1/jobs/{job_id}").json()
-        if status["status"] in until:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"job not {until} after {timeout}s: {status}")
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +49,16 @@ def test_explain_through_the_queue_matches_embedded_bytes(
 def test_stochastic_methods_give_identical_bytes_on_any_worker(
     http: httpx.Client, client: httpx.Client, applicants: list[dict[str, Any]]
 ) -> None:
-    """Seeded sampling SHAP and LIME: a Celery worker and an embedded worker agree."""
+    """Every seeded method: a Celery worker and an embedded worker give the same bytes."""
     request = {
         "instances": applicants[70:73],
-        "methods": ["shap", "lime"],
-        "wait": 60,
-        "options": {"shap": {"algorithm": "sampling"}, "lime": {"samples": 1000}},
+        "methods": ["shap", "lime", "anchor", "counterfactual"],
+        "wait": 90,
+        "options": {
+            "shap": {"algorithm": "sampling"},
+            "lime": {"samples": 1000},
+            "counterfactual": {"time_budget": 60},
+        },
     }
     distributed = http.post("/v1/models/german-credit/explain", json=request)
     embedded = client.post("/v1/models/german-credit/explain", json=request)

@@ -127,7 +127,8 @@ def test_counterfactuals_are_valid_and_keep_every_constraint(
         assert result["desired_class"] == model.manifest.favourable_class
         evidence = result["evidence"]
         assert evidence["method"] == "random" and evidence["seed"] == i
-        assert evidence["dropped"] >= 0 and evidence["elapsed_seconds"] > 0
+        assert evidence["dropped"] >= 0
+        assert "elapsed_seconds" not in evidence  # wall time would break byte-identical replays
         assert "protected_unchanged" in evidence["constraints_checked"]
     orjson.dumps(results)  # JSON-able as it is
     returned = sum(r["evidence"]["returned"] for r in results)
@@ -182,7 +183,7 @@ def test_towards_the_unfavourable_class(
 def without_timing(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for result in results:
-        evidence = {k: v for k, v in result["evidence"].items() if k != "elapsed_seconds"}
+        evidence = dict(result["evidence"])
         out.append({**result, "evidence": evidence})
     return out
 
@@ -236,7 +237,6 @@ def test_a_hanging_search_stops_within_its_budget_with_a_partial_result(
     evidence = result["evidence"]
     assert result["counterfactuals"] == [] and evidence["returned"] == 0
     assert evidence["shortfall_reason"].startswith("time budget of 1.5 s reached")
-    assert evidence["elapsed_seconds"] < budget + BUDGET_MARGIN
 
 
 def test_a_short_budget_returns_what_it_found_by_then(
@@ -267,7 +267,6 @@ def test_fewer_than_asked_say_why(
     [result] = CounterfactualExplainer(model, options).explain(lowest, [0])
     assert result["counterfactuals"] == []
     assert "no further counterfactual reaching 'good'" in result["evidence"]["shortfall_reason"]
-    assert result["evidence"]["elapsed_seconds"] < options.time_budget
     # one categorical of four values offers at most three counterfactuals
     options = CounterfactualOptions(
         count=5, features_to_vary=["status_of_existing_checking_account"]

@@ -3,8 +3,6 @@ boosters fed categorical codes, their manifests, and a brute-force Shapley refer
 
 from __future__ import annotations
 
-import itertools
-import math
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -305,29 +303,13 @@ def brute_force_shapley(
     background: pd.DataFrame,
     instance: pd.Series,
 ) -> tuple[float, np.ndarray]:
-    """Exact interventional Shapley values over the raw columns of ``background``.
+    """Exact interventional Shapley values over the raw columns of ``background``:
+    (v(empty), phi), by the shared enumeration in tests/explainers/shapley.py."""
+    from tests.explainers.shapley import exact_shapley
 
-    v(S) = mean over background rows b of predict(x_S, b_rest); every coalition enumerated.
-    Returns (v(empty), phi).
-    """
-    names = list(background.columns)
-    m = len(names)
-    value: dict[frozenset[int], float] = {}
-    for size in range(m + 1):
-        for coalition in itertools.combinations(range(m), size):
-            hybrid = background.copy()
-            for j in coalition:
-                hybrid[names[j]] = instance[names[j]]
-            value[frozenset(coalition)] = float(np.mean(predict(hybrid)))
-    phi = np.zeros(m)
-    for j in range(m):
-        others = [k for k in range(m) if k != j]
-        for size in range(m):
-            weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
-            for coalition in itertools.combinations(others, size):
-                s = frozenset(coalition)
-                phi[j] += weight * (value[s | {j}] - value[s])
-    return value[frozenset()], phi
+    row = pd.DataFrame({name: [instance[name]] for name in background.columns})
+    phi, base = exact_shapley(predict, row, background)
+    return base, phi
 
 
 def expected_content_hash(manifest_bytes: bytes, files: dict[str, bytes]) -> str:
