@@ -29,7 +29,7 @@ from tests.conftest import ROOT
 
 DEMO_MODELS = ("german-credit", "german-credit-logit")
 OPTION = ("body", "options", "counterfactual")
-BUDGET_MARGIN = 0.5  # seconds past time_budget that a hanging search may take to stop
+BUDGET_MARGIN = 1.5  # seconds; generous for a loaded CI machine, tiny next to a hang
 
 
 @pytest.fixture(scope="module")
