@@ -339,7 +339,7 @@ class CounterfactualExplainer(Explainer):
             accepted, dropped = {}, 0
             shortfall = f"the model already decides '{self.desired}' for this applicant"
         chosen = sorted(accepted.values(), key=lambda c: (c["distance"], len(c["changes"])))
-        return self._format(chosen, dropped, shortfall, seed, searches, started)
+        return self._format(chosen, dropped, shortfall, seed, searches)
 
     def _search(
         self,
@@ -506,7 +506,6 @@ class CounterfactualExplainer(Explainer):
         shortfall: str | None,
         seed: int,
         searches: int,
-        started: float,
     ) -> dict[str, Any]:
         validity = changed = distance = None
         if chosen:

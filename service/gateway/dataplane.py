@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from service.errors import (
+    ConflictError,
     InvalidRequestError,
     Issue,
     NotFoundError,
@@ -317,8 +318,6 @@ class DataPlane:
             return body
         if view is None:
             raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
-        from service.errors import ConflictError
-
         raise ConflictError(f"job '{job_id}' is {view.state.value}; it has no result")
 
     async def cancel(self, job_id: str) -> bytes:

@@ -25,7 +25,3 @@ def attempts(job_id: str) -> str:
 def result(job_id: str) -> str:
     """String: the finished response body (the result cache)."""
     return f"{PREFIX}:result:{job_id}"
-
-
-def receipt(receipt_id: str) -> str:
-    return f"{PREFIX}:receipt:{receipt_id}"
