@@ -106,6 +106,9 @@ class CounterfactualOptions(MethodOptions):
         return ranges
 
 
+_RE_ALARM_SECONDS = 0.05
+
+
 class _BudgetExceeded(BaseException):
     """Raised by the SIGALRM handler; a BaseException so that no ``except Exception`` in
     DiCE or pandas swallows it."""
@@ -596,7 +599,10 @@ class _DiceModel:
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     """Raise :class:`_BudgetExceeded` in this thread after ``seconds`` (main thread only;
-    elsewhere a no-op). The previous SIGALRM handler and interval timer are restored."""
+    elsewhere a no-op), and again every :data:`_RE_ALARM_SECONDS` until the block is left:
+    a handler's exception can be swallowed when it fires inside C code that clears errors
+    (``__del__``, dict lookups), and a one-shot alarm would then let DiCE run forever. The
+    previous SIGALRM handler and interval timer are restored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -610,10 +616,12 @@ def _deadline(seconds: float) -> Iterator[None]:
     started = time.monotonic()
     outer: tuple[float, float] = (0.0, 0.0)
     try:
-        outer = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-4))
+        outer = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-4), _RE_ALARM_SECONDS)
         yield
     finally:
-        armed = False
+        while armed:  # an alarm may still land before the flag is down
+            with contextlib.suppress(_BudgetExceeded):
+                armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if outer[0] > 0:  # someone else's timer: give it back what is left of it
