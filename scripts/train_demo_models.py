@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from service.registry.notice import DEFAULT_TEMPLATE
 from service.registry.store import ModelStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,8 +141,25 @@ def manifest_for(name: str, features: list[dict[str, Any]], auc: float) -> bytes
         "evaluation_data": {"path": "evaluation.csv", "description": "30% stratified hold-out"},
         "features": features,
         "metrics": {"holdout_auc": round(auc, 4)},
+        "policy_baseline": "approved",
+        "notice_template": DEFAULT_TEMPLATE,
     }
-    return yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=100).encode()
+    return yaml.dump(
+        manifest, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
+    ).encode()
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML with multi-line strings (the notice template) as readable literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    )
+
+
+_Dumper.add_representer(str, _str)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from service.errors import InvalidRequestError, Issue
+from service.registry.notice import template_problem
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -40,6 +41,13 @@ class Direction(StrEnum):
     increase = "increase"
     decrease = "decrease"
     any = "any"
+
+
+class PolicyBaseline(StrEnum):
+    """Whom an applicant is compared with when reasons are ranked."""
+
+    approved = "approved"  # reference rows this version approves
+    reference = "reference"  # all reference rows
 
 
 class ArtifactFormat(StrEnum):
@@ -86,9 +94,20 @@ class Feature(_Strict):
     direction: Direction = Direction.any
     protected: bool = Field(False, description="Never a reason, never changed in recourse.")
     reason: ReasonCode | None = None
+    reason_if_higher: ReasonCode | None = Field(
+        None, description="Reason when the value is above the policy baseline's (numeric, ordinal)."
+    )
+    reason_if_lower: ReasonCode | None = Field(
+        None, description="Reason when the value is below the policy baseline's (numeric, ordinal)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        directional = self.reason_if_higher is not None or self.reason_if_lower is not None
+        if directional and self.type is FeatureType.categorical:
+            raise ValueError("reason_if_higher/reason_if_lower apply to numeric and ordinal only")
+        if directional and self.protected:
+            raise ValueError("a protected feature is never a reason; it takes no reason codes")
         if self.type is FeatureType.numeric:
             if self.categories is not None:
                 raise ValueError("a numeric feature has a range, not categories")
@@ -107,6 +126,8 @@ class Feature(_Strict):
                 raise ValueError("direction applies to numeric and ordinal features only")
         if self.protected and self.mutable:
             raise ValueError("a protected feature must have mutable: false")
+        if self.protected and self.reason is not None:
+            raise ValueError("a protected feature is never a reason; it takes no reason code")
         if not self.protected and self.reason is None:
             raise ValueError(
                 "a non-protected feature needs an adverse-action reason (code, statement)"
@@ -147,6 +168,14 @@ class Manifest(_Strict):
     evaluation_data: DataFile | None = None
     features: Annotated[list[Feature], Field(min_length=1, max_length=500)]
     metrics: dict[str, float] = Field(default_factory=dict)
+    policy_baseline: PolicyBaseline = Field(
+        PolicyBaseline.approved,
+        description="Population adverse-action reasons are measured against (per request too).",
+    )
+    notice_template: Annotated[str, Field(min_length=1, max_length=20_000)] | None = Field(
+        None,
+        description="Adverse-action notice text with $placeholders (see service/adverse/notice.py).",
+    )
 
     # Rules across fields are field validators (on fields declared after the ones they
     # read), so an error is located at the field to fix.
@@ -171,6 +200,14 @@ class Manifest(_Strict):
         elif task is Task.regression and value is not None:
             raise ValueError("regression takes no classes or favourable_class")
         return value
+
+    @field_validator("notice_template")
+    @classmethod
+    def _notice_template(cls, text: str | None) -> str | None:
+        problem = None if text is None else template_problem(text)
+        if problem:
+            raise ValueError(problem)
+        return text
 
     @field_validator("features")
     @classmethod
