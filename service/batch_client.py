@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,15 @@ def run_batch(
     if response.status_code not in (200, 202):
         raise BatchError(f"HTTP {response.status_code}: {response.text}")
     job_id = response.json()["job_id"]
+    follow_job(client, job_id, on_progress, poll_seconds)
+    download(client, job_id, "jsonl", out)
+    return {"job_id": job_id, "rows": len(instances)}
+
+
+def follow_job(
+    client: httpx.Client, job_id: str, on_progress: ProgressCallback, poll_seconds: float = 0.5
+) -> dict[str, Any]:
+    """Poll a job until it ends, reporting progress; raise unless it succeeded."""
     while True:
         status = client.get(f"/v1/jobs/{job_id}").json()
         on_progress(status["progress"], status["status"])
@@ -68,10 +78,56 @@ def run_batch(
     if status["status"] != "succeeded":
         error = status.get("error") or {}
         raise BatchError(f"job {job_id} {status['status']}: {error.get('message', '')}")
-    with client.stream("GET", f"/v1/jobs/{job_id}/result", params={"format": "jsonl"}) as lines:
-        if lines.status_code != 200:
-            raise BatchError(f"result: HTTP {lines.status_code}")
+    return status
+
+
+def download(client: httpx.Client, job_id: str, fmt: str, out: Path) -> None:
+    """Stream a finished job's result in ``fmt`` (json, jsonl, csv, notices) into ``out``."""
+    with client.stream("GET", f"/v1/jobs/{job_id}/result", params={"format": fmt}) as body:
+        if body.status_code != 200:
+            raise BatchError(f"result ({fmt}): HTTP {body.status_code}: {body.read().decode()}")
         with out.open("wb") as handle:
-            for chunk in lines.iter_bytes():
+            for chunk in body.iter_bytes():
                 handle.write(chunk)
-    return {"job_id": job_id, "rows": len(instances)}
+
+
+def run_notices(
+    client: httpx.Client,
+    model: str,
+    csv_file: Path,
+    out: Path,
+    options: dict[str, Any],
+    on_progress: ProgressCallback,
+    poll_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """Upload a CSV of applicants for adverse-action notices; write results.jsonl,
+    results.csv and one notice per denied applicant under ``out``/notices/."""
+    with csv_file.open("rb") as handle:
+        response = client.post(
+            f"/v1/models/{model}/adverse-action/batch",
+            files={"file": (csv_file.name, handle, "text/csv")},
+            data={"options": json.dumps(options)},
+        )
+    if response.status_code not in (200, 202):
+        raise BatchError(f"HTTP {response.status_code}: {response.text}")
+    job_id = response.json()["job_id"]
+    follow_job(client, job_id, on_progress, poll_seconds)
+    out.mkdir(parents=True, exist_ok=True)
+    download(client, job_id, "jsonl", out / "results.jsonl")
+    download(client, job_id, "csv", out / "results.csv")
+    notices = out / "notices"
+    notices.mkdir(exist_ok=True)
+    rows = denied = 0
+    with (out / "results.jsonl").open() as lines:
+        for line in lines:
+            row = json.loads(line)
+            rows += 1
+            if row.get("notice"):
+                denied += 1
+                name = _safe_name(row.get("application_id") or f"applicant-{row['index']:05d}")
+                (notices / f"{name}.txt").write_text(row["notice"])
+    return {"job_id": job_id, "rows": rows, "denied": denied}
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:100]

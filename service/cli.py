@@ -6,7 +6,7 @@ import ipaddress
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -95,7 +95,6 @@ def batch(
 ) -> None:
     """Explain every row of a CSV as one batch job, with a progress bar; write JSON lines."""
     import httpx
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from service.batch_client import BatchError, read_instances, run_batch
 
@@ -108,13 +107,7 @@ def batch(
         try:
             instances = read_instances(csv_file, schema.json()["features"])
             options = {"seed": seed} if seed is not None else {}
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>5.1f}%"),
-                TimeElapsedColumn(),
-            )
-            with Progress(*columns) as bar:
+            with progress_bar() as bar:
                 task = bar.add_task(f"{len(instances)} rows", total=1.0)
                 summary = run_batch(
                     client,
@@ -128,6 +121,63 @@ def batch(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
     typer.echo(f"job {summary['job_id']}: {summary['rows']} rows written to {out}")
+
+
+@app.command()
+def notices(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. german-credit")],
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Applicants (CSV)")],
+    out: Annotated[Path, typer.Option(help="Folder for results and notices")] = Path("notices"),
+    url: Annotated[
+        str, typer.Option(envvar="XAI_URL", help="Service URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option(envvar="XAI_API_KEY", help="Bearer key")] = None,
+    max_reasons: Annotated[int, typer.Option(min=1, max=10, help="Reasons per denial")] = 4,
+    recourse: Annotated[bool, typer.Option(help="Search recourse for denials")] = True,
+    seed: Annotated[int | None, typer.Option(help="Seed of the stochastic parts")] = None,
+) -> None:
+    """Adverse-action decisions for every applicant of a CSV (optional application_id
+    column) as one batch job, with a progress bar; writes results.jsonl, results.csv and
+    notices/<application>.txt for each denial."""
+    import httpx
+
+    from service.batch_client import BatchError, run_notices
+
+    options: dict[str, object] = {"max_reasons": max_reasons, "recourse": {"enabled": recourse}}
+    if seed is not None:
+        options["seed"] = seed
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        try:
+            with progress_bar() as bar:
+                task = bar.add_task(f"{csv_file.name}", total=1.0)
+                summary = run_notices(
+                    client,
+                    model,
+                    csv_file,
+                    out,
+                    options,
+                    lambda done, state: bar.update(task, completed=done, description=state),
+                )
+        except BatchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(
+        f"job {summary['job_id']}: {summary['rows']} decisions, {summary['denied']} notices "
+        f"written to {out}"
+    )
+
+
+def progress_bar() -> Any:
+    """A rich progress bar for a job's 0-1 progress."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+    )
 
 
 @app.command()

@@ -50,6 +50,26 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Operator-approved extra types for skops loading (never from a manifest).",
     )
+    receipts_path: Path = Field(
+        Path("var/receipts.sqlite3"),
+        description="Embedded mode: SQLite file of adverse-action receipts (Redis when "
+        "redis_url is set).",
+    )
+    receipt_retention_days: float | None = Field(
+        None, gt=0, description="Receipts older than this are deleted; default: kept forever."
+    )
+
+    @property
+    def receipts_location(self) -> str:
+        """Where workers write receipts and the gateway reads them."""
+        if self.redis_url is not None:
+            return self.redis_url
+        return f"sqlite://{self.receipts_path.resolve()}"
+
+    @property
+    def receipt_retention_seconds(self) -> float | None:
+        days = self.receipt_retention_days
+        return None if days is None else days * 86_400
 
     @property
     def auth_enabled(self) -> bool:

@@ -9,15 +9,21 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from service.adverse.decision import AdverseActionEngine, notice_text
+from service.adverse.options import AdverseActionOptions
 from service.errors import ServiceError, invalid
 from service.explainers.base import Explainer
 from service.explainers.crosscheck import FaithfulnessOptions, agreement, faithfulness
+from service.explainers.global_ import run_global
 from service.explainers.registry import METHODS, explainer_class, parse_options
 from service.jobs.keys import canonical_json, row_seed
 from service.jobs.spec import TaskKind, TaskResult, TaskSpec
+from service.receipts.record import build_receipt, receipt_id
+from service.receipts.store import open_receipts
 from service.registry.artifacts import UnsafeArtifactError
 from service.registry.loaded import LoadedModel
 from service.registry.store import ModelStore
@@ -32,6 +38,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 _stores: dict[str, ModelStore] = {}
 _models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
 _explainers: OrderedDict[tuple[str, str, bytes], Explainer] = OrderedDict()
+_engines: OrderedDict[tuple[str, str, bytes], AdverseActionEngine] = OrderedDict()
 _extra_trusted: tuple[str, ...] = ()
 
 
@@ -68,7 +75,21 @@ def run_task(spec: TaskSpec) -> TaskResult:
         model = _model(spec["models_dir"], spec["model"], spec["version"])
         if kind is TaskKind.describe:
             return {"description": describe(model)}
+        if kind is TaskKind.global_:
+            options = spec["options"]
+            document = run_global(
+                model,
+                spec["methods"],
+                options["global"],
+                spec["instances"],
+                options.get("labels"),
+                spec["seed"],
+                partial(_explainer, model, "shap"),  # type: ignore[arg-type]
+            )
+            return {"results": [document]}
         frame = model.frame(spec["instances"])
+        if kind is TaskKind.adverse_action:
+            return {"results": _adverse_action(model, frame, spec)}
         predictions = model.predictions(frame)
         if kind is TaskKind.predict:
             return {"results": predictions}
@@ -132,6 +153,45 @@ def _model(models_dir: str, name: str, version_id: str) -> LoadedModel:
             _models.popitem(last=False)
     _models.move_to_end(key)
     return model
+
+
+def _adverse_action(model: LoadedModel, frame: Any, spec: TaskSpec) -> list[dict[str, Any]]:
+    """Decision documents with receipt ids and notices; receipts stored unless replaying."""
+    raw_options = spec["options"]["adverse_action"]
+    engine = _engine(model, AdverseActionOptions.model_validate(raw_options))
+    offset = spec.get("offset", 0)
+    seeds = [row_seed(spec["seed"], offset + i) for i in range(len(frame))]
+    ids = spec.get("application_ids") or [None] * len(frame)
+    documents = engine.decide(frame, seeds, ids)
+    for i, document in enumerate(documents):
+        document["receipt_id"] = receipt_id(spec["job_id"], offset + i)
+        document["notice"] = notice_text(model, document)
+    if "receipts" in spec:
+        receipts = [
+            build_receipt(
+                model,
+                spec["job_id"],
+                offset + i,
+                spec["seed"],
+                spec["instances"][i],
+                raw_options,
+                d,
+            )
+            for i, d in enumerate(documents)
+        ]
+        open_receipts(spec["receipts"], spec.get("receipt_retention")).put_many(receipts)
+    return documents
+
+
+def _engine(model: LoadedModel, options: AdverseActionOptions) -> AdverseActionEngine:
+    key = (model.version.content_hash, "adverse_action", canonical_json(options.model_dump()))
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines[key] = AdverseActionEngine(model, options)
+        while len(_engines) > MAX_EXPLAINERS:
+            _engines.popitem(last=False)
+    _engines.move_to_end(key)
+    return engine
 
 
 def _explainer(model: LoadedModel, method: str, raw_options: dict[str, Any] | None) -> Explainer:

@@ -12,11 +12,13 @@ from fastapi.routing import APIRoute
 
 from service import __version__
 from service.gateway.dataplane import DataPlane
+from service.gateway.decisions import Decisions
 from service.gateway.documents import assemble
 from service.gateway.errors import install_error_handlers
 from service.gateway.limits import BodySizeLimit
 from service.gateway.metrics import Metrics, MetricsMiddleware, ServiceCollector
-from service.gateway.routes import health, inference, jobs, models
+from service.gateway.routes import decisions as decisions_routes
+from service.gateway.routes import global_, health, inference, jobs, models, page, plots
 from service.jobs.backend import JobBackend
 from service.jobs.cache import MemoryCache
 from service.jobs.store import MemoryJobStore
@@ -44,6 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backend = job_backend(settings)
         await backend.start()
         app.state.dataplane = DataPlane(settings, store, backend)
+        app.state.decisions = decisions = Decisions(app.state.dataplane)
+        purged = await decisions.purge_expired()
+        if purged:
+            log.info("deleted %d receipts past their retention", purged)
         warm = asyncio.create_task(_warm_up(app))
         try:
             yield
@@ -63,7 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics = Metrics()
     metrics.registry.register(ServiceCollector(lambda: app.state.dataplane))
     install_error_handlers(app)
-    for router in (health.router, models.router, inference.router, jobs.router):
+    for router in (
+        health.router,
+        models.router,
+        inference.router,
+        decisions_routes.router,
+        jobs.router,
+    ):
+        app.include_router(router)
+    for router in (global_.router, plots.router, page.router):
         app.include_router(router)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes

@@ -24,6 +24,7 @@ from service.errors import (
     error_from_payload,
 )
 from service.explainers.crosscheck import FaithfulnessOptions
+from service.explainers.global_.check import check_request
 from service.gateway import schemas
 from service.gateway.documents import dump
 from service.jobs.backend import JobBackend, JobView
@@ -175,6 +176,39 @@ class DataPlane:
             key, TaskKind.explain, version, instances, methods, options, seed, header, body.wait
         )
 
+    async def global_explanation(
+        self, name: str, version_id: str | None, body: schemas.GlobalRequest
+    ) -> Outcome:
+        """Global explanations of a version: one job on the batch queue, cached by key."""
+        version = self.store.get(name, version_id)
+        methods = list(dict.fromkeys(body.methods))
+        rows: list[dict[str, Any]] = []
+        if body.rows is not None:
+            if len(body.rows) > self.settings.max_instances:
+                raise PayloadTooLargeError(
+                    f"{len(body.rows)} rows exceed the limit of {self.settings.max_instances}"
+                )
+            rows = await asyncio.to_thread(
+                validate_instances, version.manifest, body.rows, ("body", "rows")
+            )
+        check_request(version.manifest, methods, body.options, body.rows, body.labels)
+        options: dict[str, Any] = {
+            "global": {m: getattr(body.options, m).model_dump() for m in methods},
+            "labels": body.labels,
+        }
+        key = content_key(
+            version.content_hash,
+            TaskKind.global_,
+            methods,
+            {"seed": body.options.seed, **options},
+            rows,
+        )
+        seed = body.options.seed if body.options.seed is not None else derived_seed(key)
+        header = {**_header(version, key), "kind": "global", "seed": seed, "methods": methods}
+        return await self._run(
+            key, TaskKind.global_, version, rows, methods, options, seed, header, body.wait, BATCH
+        )
+
     async def _checked(
         self, name: str, version_id: str | None, instances: list[dict[str, Any]]
     ) -> tuple[ModelVersion, list[dict[str, Any]]]:
@@ -199,7 +233,11 @@ class DataPlane:
         seed: int,
         header: dict[str, Any],
         wait: float | None,
+        queue: str | None = None,
+        extra: dict[str, Any] | None = None,
+        per_instance: dict[str, list[Any]] | None = None,
     ) -> Outcome:
+        """Serve from the cache or submit the job (on ``queue``, default by its chunks)."""
         cached = await self.jobs.cached(key)
         if cached is not None:
             self.cache_hits += 1
@@ -207,7 +245,8 @@ class DataPlane:
         if not self.ready:
             raise UnavailableError("the service is starting; models are still loading")
         self.cache_misses += 1
-        size = self._chunk_size(options)
+        # a global job is one task over all its rows
+        size = max(len(instances), 1) if kind is TaskKind.global_ else self._chunk_size(options)
         specs: list[TaskSpec] = [
             {
                 "kind": kind,
@@ -219,8 +258,11 @@ class DataPlane:
                 "options": options,
                 "seed": seed,
                 "offset": i,
+                "job_id": key,
+                **(extra or {}),  # type: ignore[typeddict-item]
+                **{k: v[i : i + size] for k, v in (per_instance or {}).items()},  # type: ignore[typeddict-item]
             }
-            for i in range(0, len(instances), size)
+            for i in range(0, max(len(instances), 1), size)
         ]
         view = JobView(
             job_id=key,
@@ -231,7 +273,7 @@ class DataPlane:
             progress=0.0,
             created_at=time.time(),
         )
-        queue = INTERACTIVE if len(specs) == 1 else BATCH
+        queue = queue or (INTERACTIVE if len(specs) == 1 else BATCH)
         await self.jobs.submit(view, specs, header, queue)
         budget = self.settings.default_wait if wait is None else wait
         current = await self.jobs.wait(key, min(budget, self.settings.max_wait))
@@ -251,6 +293,9 @@ class DataPlane:
         chunk stays within the hard time limit."""
         size = self.settings.chunk_size
         budget = (options.get("counterfactual") or {}).get("time_budget")
+        recourse = (options.get("adverse_action") or {}).get("recourse") or {}
+        if recourse.get("enabled"):
+            budget = 2 * recourse["time_budget"]  # at most two searches per applicant
         if budget:
             size = min(size, max(1, int(self.settings.job_time_limit // (budget + 1))))
         return size
@@ -274,7 +319,7 @@ class DataPlane:
             result = orjson.loads(cached)
             status = {
                 "job_id": job_id,
-                "kind": "explain" if "results" in result else "predict",
+                "kind": result.get("kind") or ("explain" if "results" in result else "predict"),
                 "model": result["model"],
                 "version": result["version"],
                 "status": "succeeded",
@@ -304,6 +349,8 @@ class DataPlane:
         body = await self._result_or_raise(job_id)
         document = await asyncio.to_thread(orjson.loads, body)
         rows = document.get("results", document.get("predictions", []))
+        if isinstance(rows, dict):  # a global explanation: one line per method
+            rows = [{"method": method, **section} for method, section in rows.items()]
         header = {k: v for k, v in document.items() if k not in ("results", "predictions")}
         for index, row in enumerate(rows):
             yield orjson.dumps({"index": index, **header, **row}) + b"\n"

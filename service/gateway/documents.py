@@ -16,7 +16,9 @@ def assemble(kind: str, header: dict[str, Any], rows: list[dict[str, Any]]) -> b
     way, so the same job gives the same bytes); re-validating 10,000 rows through the
     response models would cost seconds. Conformance to the contract is tested instead.
     """
-    key = {"predict": "predictions", "explain": "results"}.get(kind)
+    if kind == "global":  # one task, one document: a section per method
+        return orjson.dumps({**header, "results": rows[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    key = {"predict": "predictions", "explain": "results", "adverse_action": "results"}.get(kind)
     if key is None:
         return orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)
     return orjson.dumps({**header, key: rows}, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -12,6 +12,7 @@ from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.lime import LimeOptions
 from service.explainers.registry import method_names
 from service.explainers.shap.options import ShapOptions
+from service.gateway.global_schemas import GlobalRequest, GlobalResponse  # noqa: F401
 
 MethodName = Literal[tuple(method_names())]  # type: ignore[valid-type]
 
@@ -319,7 +320,9 @@ class JobStatus(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     error: JobError | None = None
-    result: PredictResponse | ExplainResponse | None = None
+    result: (
+        PredictResponse | ExplainResponse | GlobalResponse | AdverseActionBatchResult | None
+    ) = None
 
 
 class FeatureSchema(BaseModel):
@@ -393,3 +396,9 @@ class ValidationIssue(BaseModel):
 
 class ValidationErrorResponse(BaseModel):
     detail: list[ValidationIssue]
+
+
+# adverse_schemas builds on the models above; JobStatus refers back to it
+from service.gateway.adverse_schemas import AdverseActionBatchResult  # noqa: E402
+
+JobStatus.model_rebuild()

@@ -25,3 +25,13 @@ def attempts(job_id: str) -> str:
 def result(job_id: str) -> str:
     """String: the finished response body (the result cache)."""
     return f"{PREFIX}:result:{job_id}"
+
+
+def receipt(receipt_id: str) -> str:
+    """String: one adverse-action receipt (JSON); no TTL unless retention is set."""
+    return f"{PREFIX}:receipt:{receipt_id}"
+
+
+def receipts_of_version(version_id: str) -> str:
+    """Set: ids of the receipts that refer to a model version (guards its deletion)."""
+    return f"{PREFIX}:receipts-of:{version_id}"

@@ -9,6 +9,8 @@ from typing import Any, TypedDict
 class TaskKind(StrEnum):
     predict = "predict"
     explain = "explain"
+    adverse_action = "adverse_action"
+    global_ = "global"  # one task: a global explanation over many rows
     describe = "describe"
     validate = "validate"
     ping = "ping"
@@ -26,6 +28,10 @@ class TaskSpec(TypedDict, total=False):
     options: dict[str, Any]
     seed: int
     offset: int  # index of the first instance in the whole request
+    job_id: str  # the request's content key (adverse_action: receipt ids derive from it)
+    application_ids: list[str | None]  # adverse_action: the lender's id per instance
+    receipts: str  # adverse_action: receipt store location; absent when replaying
+    receipt_retention: float | None  # seconds a receipt is kept (None: forever)
     folder: str  # validate: staging folder of a candidate version
     source: str
 

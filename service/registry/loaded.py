@@ -38,6 +38,13 @@ class LoadedModel:
         """The reference (background) rows, typed as the model expects."""
         return read_rows(self.version.file(self.manifest.reference_data.path), self.manifest)
 
+    def with_reference(self, rows: pd.DataFrame) -> LoadedModel:
+        """The same version and predictor with other reference rows (e.g. a policy baseline
+        population) for explainers that measure against the reference."""
+        other = LoadedModel(version=self.version, predictor=self.predictor)
+        other.__dict__["reference"] = rows.reset_index(drop=True)  # fills the cached property
+        return other
+
     def frame(self, instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         """Validated instances as a frame with one typed column per raw feature."""
         return typed_frame(

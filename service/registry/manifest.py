@@ -174,7 +174,7 @@ class Manifest(_Strict):
     )
     notice_template: Annotated[str, Field(min_length=1, max_length=20_000)] | None = Field(
         None,
-        description="Adverse-action notice text with $placeholders (see service/adverse/notice.py).",
+        description="Adverse-action notice text with $placeholders (service/registry/notice.py).",
     )
 
     # Rules across fields are field validators (on fields declared after the ones they

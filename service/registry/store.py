@@ -7,6 +7,7 @@ version is immutable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -109,6 +110,17 @@ class ModelStore:
             self.versions(name)  # 404 for the model itself when it is unknown
             raise NotFoundError(f"version '{version_id}' of model '{name}' not found")
         return found
+
+    def delete(self, version: ModelVersion) -> None:
+        """Remove a version's folder and forget it (its model too, if it was the last)."""
+        shutil.rmtree(version.path)
+        with self._lock:
+            by_id = self._versions.get(version.name, {})
+            by_id.pop(version.version_id, None)
+            if not by_id:
+                self._versions.pop(version.name, None)
+                with contextlib.suppress(OSError):
+                    version.path.parent.rmdir()
 
     def _match(self, name: str, version_id: str) -> ModelVersion | None:
         with self._lock:

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from service.gateway import schemas
 from service.gateway.deps import ExplainScope, Plane, error_responses
+from service.gateway.routes.decisions import Decide
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ExplainScope])
 
@@ -29,21 +30,38 @@ async def get_job(plane: Plane, job_id: str = JobId) -> Response:
 @router.get(
     "/{job_id}/result",
     name="get_job_result",
-    response_model=schemas.ExplainResponse | schemas.PredictResponse,
+    response_model=schemas.ExplainResponse
+    | schemas.PredictResponse
+    | schemas.GlobalResponse
+    | schemas.AdverseActionBatchResult,
     responses={
         200: {
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-            "description": "The whole document (json) or one line per instance (jsonl)",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+            "description": "The whole document (json), one line per instance (jsonl), or for "
+            "adverse-action jobs a CSV table or the notices as text",
         },
         **error_responses(401, 403, 404, 409, 422, 503),
     },
 )
 async def get_job_result(
     plane: Plane,
+    decisions: Decide,
     job_id: str = JobId,
-    format: Literal["json", "jsonl"] = Query("json", description="json or jsonl (streamed)"),  # noqa: A002
+    format: Literal["json", "jsonl", "csv", "notices"] = Query(  # noqa: A002
+        "json",
+        description="json, jsonl (streamed), or for adverse-action jobs csv (one row per "
+        "applicant) and notices (plain text, one notice per denial, form-feed separated)",
+    ),
 ) -> Response:
     """A finished job's result, whole or streamed as JSON lines."""
+    if format == "csv":
+        return Response(await decisions.table(job_id), media_type="text/csv")
+    if format == "notices":
+        return Response(await decisions.notices(job_id), media_type="text/plain; charset=utf-8")
     if format == "jsonl":
         await plane.job_result(job_id)  # 404/409 before the stream starts
         return StreamingResponse(plane.job_result_lines(job_id), media_type="application/x-ndjson")

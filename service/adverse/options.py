@@ -1,0 +1,41 @@
+"""Options of an adverse-action decision."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from service.explainers.base import MethodOptions
+from service.registry.manifest import PolicyBaseline
+
+
+class RecourseOptions(MethodOptions):
+    """How recourse (counterfactuals that flip a denial) is searched."""
+
+    enabled: bool = Field(True, description="Search for recourse for denied applicants.")
+    count: int = Field(3, ge=1, le=10, description="Recourse options wanted.")
+    method: Literal["random", "genetic"] = Field("random", description="DiCE search method.")
+    time_budget: float = Field(
+        5.0, gt=0, le=60, description="Seconds per search (at most two searches per applicant)."
+    )
+
+
+class AdverseActionOptions(MethodOptions):
+    """How reasons are chosen. Defaults: at most 4 reasons against the manifest's baseline."""
+
+    max_reasons: int = Field(4, ge=1, le=10, description="Most reasons given (Reg B: commonly 4).")
+    baseline: PolicyBaseline | None = Field(
+        None, description="Population reasons are measured against; default: the manifest's."
+    )
+    proxy_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="A protected feature carrying more than this share of the push toward "
+        "denial is disclosed in proxy_warning.",
+    )
+    recourse: RecourseOptions = Field(default_factory=RecourseOptions)
+    seed: int | None = Field(
+        None, ge=0, lt=2**32, description="Seed of the stochastic parts; default from the request."
+    )

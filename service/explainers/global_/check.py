@@ -1,0 +1,76 @@
+"""Checks of a global request against the model's manifest, before a job is queued."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from service.errors import InvalidRequestError, Issue
+from service.explainers.global_.options import CLASSIFIER_METRICS, GlobalOptions
+from service.registry.manifest import FeatureType, Manifest, Task
+
+
+def check_request(
+    manifest: Manifest,
+    methods: Sequence[str],
+    options: GlobalOptions,
+    rows: Sequence[Any] | None,
+    labels: Sequence[Any] | None,
+) -> None:
+    """Raise one 422 naming every field that cannot work with this model."""
+    issues: list[Issue] = []
+    known = set(manifest.feature_names)
+    for method in ("pdp", "ice", "ale"):
+        if method not in methods:
+            continue
+        for i, name in enumerate(getattr(options, method).features or []):
+            loc = ("body", "options", method, "features", i)
+            if name not in known:
+                issues.append(Issue(loc, f"unknown feature '{name}' for this model", "enum"))
+            elif method == "ale" and manifest.feature(name).type is not FeatureType.numeric:
+                issues.append(Issue(loc, f"ALE needs a numeric feature; '{name}' is not"))
+    classifier = manifest.task is Task.binary_classification
+    metric = options.permutation_importance.metric
+    if "permutation_importance" in methods and metric is not None:
+        if (metric in CLASSIFIER_METRICS) != classifier:
+            kind = "classifiers" if metric in CLASSIFIER_METRICS else "regression"
+            loc = ("body", "options", "permutation_importance", "metric")
+            issues.append(Issue(loc, f"'{metric}' applies to {kind} only"))
+    issues += _label_issues(manifest, methods, rows, labels, classifier)
+    if issues:
+        raise InvalidRequestError(issues)
+
+
+def _label_issues(
+    manifest: Manifest,
+    methods: Sequence[str],
+    rows: Sequence[Any] | None,
+    labels: Sequence[Any] | None,
+    classifier: bool,
+) -> list[Issue]:
+    if labels is None:
+        if "permutation_importance" not in methods:
+            return []
+        if rows is not None:
+            return [Issue(("body", "labels"), "permutation importance needs labels for the rows")]
+        if manifest.evaluation_data is None:
+            return [
+                Issue(
+                    ("body", "methods"),
+                    "permutation importance needs labelled rows: this version has no "
+                    "evaluation set; send rows with labels",
+                )
+            ]
+        return []
+    if rows is None:
+        return [Issue(("body", "labels"), "labels need rows: send them with 'rows'")]
+    if len(labels) != len(rows):
+        return [Issue(("body", "labels"), f"{len(labels)} labels for {len(rows)} rows")]
+    issues = []
+    for i, label in enumerate(labels):
+        if classifier and str(label) not in (manifest.classes or []):
+            msg = f"must be one of the classes {manifest.classes}"
+            issues.append(Issue(("body", "labels", i), msg, "enum"))
+        elif not classifier and isinstance(label, str):
+            issues.append(Issue(("body", "labels", i), "must be a number", "type_error"))
+    return issues[:50]

@@ -1,0 +1,169 @@
+"""Adverse-action decisions, batch notices, receipts, and deleting a model version."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import ValidationError
+
+from service.errors import InvalidRequestError, Issue
+from service.gateway import adverse_schemas as aa
+from service.gateway.decisions import Decisions, applicants_from_csv
+from service.gateway.deps import (
+    AdminScope,
+    ExplainScope,
+    VersionQuery,
+    error_responses,
+    respond,
+)
+from service.gateway.routes.inference import ACCEPTED, CACHE_HEADER
+
+
+def get_decisions(request: Request) -> Decisions:
+    return request.app.state.decisions
+
+
+Decide = Annotated[Decisions, Depends(get_decisions)]
+ReceiptId = Path(max_length=100)
+
+router = APIRouter(tags=["adverse action"])
+
+BATCH_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/AdverseActionBatchRequest"},
+        },
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "CSV: one column per feature, optional application_id",
+                    },
+                    "options": {
+                        "type": "string",
+                        "description": "AdverseActionOptions as a JSON string",
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "/v1/models/{name}/adverse-action",
+    name="adverse_action",
+    dependencies=[ExplainScope],
+    response_model=aa.AdverseActionResponse,
+    responses={
+        200: {"headers": CACHE_HEADER},
+        **ACCEPTED,
+        **error_responses(400, 401, 403, 404, 422, 503, 504),
+    },
+)
+async def adverse_action(
+    name: str, body: aa.AdverseActionRequest, decisions: Decide, version: VersionQuery = None
+) -> Response:
+    """Decision, principal reasons (for a denial), recourse, evidence and a receipt id."""
+    return respond(await decisions.decide(name, version, body))
+
+
+@router.post(
+    "/v1/models/{name}/adverse-action/batch",
+    name="adverse_action_batch",
+    dependencies=[ExplainScope],
+    response_model=aa.AdverseActionBatchResult,
+    openapi_extra={"requestBody": BATCH_BODY},
+    responses={
+        **ACCEPTED,
+        **error_responses(400, 401, 403, 404, 413, 422, 503, 504),
+    },
+)
+async def adverse_action_batch(
+    name: str, request: Request, decisions: Decide, version: VersionQuery = None
+) -> Response:
+    """Decisions and notices for many applicants (JSON list or CSV upload) as one batch job;
+    results as JSON, JSON lines, CSV or plain-text notices from ``/v1/jobs/{id}/result``."""
+    manifest = decisions.plane.store.get(name, version).manifest
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidRequestError(
+                [Issue(("body", "file"), "a CSV file is required", "missing")]
+            )
+        applicants, ids = applicants_from_csv(manifest, await upload.read())
+        raw_options = form.get("options") or "{}"
+        body = _parse({"applicants": applicants, "options": _json(raw_options, "options")})
+    else:
+        body = _parse(_json(await request.body(), None))
+        ids = body.application_ids  # type: ignore[assignment]
+    outcome = await decisions.decide_batch(
+        name, version, body.applicants, ids, body.options, body.wait
+    )
+    return respond(outcome)
+
+
+@router.get(
+    "/v1/receipts/{receipt_id}",
+    name="get_receipt",
+    dependencies=[ExplainScope],
+    response_model=aa.Receipt,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def get_receipt(decisions: Decide, receipt_id: str = ReceiptId) -> Response:
+    """The stored record of one adverse-action response."""
+    return Response(
+        orjson.dumps(await decisions.receipt(receipt_id)), media_type="application/json"
+    )
+
+
+@router.post(
+    "/v1/receipts/{receipt_id}/verify",
+    name="verify_receipt",
+    dependencies=[ExplainScope],
+    response_model=aa.ReceiptVerification,
+    responses=error_responses(401, 403, 404, 409, 422, 503, 504),
+)
+async def verify_receipt(decisions: Decide, receipt_id: str = ReceiptId) -> aa.ReceiptVerification:
+    """Recompute the decision with the same version and seeds; ``match`` or the differences."""
+    return await decisions.verify(receipt_id)
+
+
+@router.delete(
+    "/v1/models/{name}/versions/{version_id}",
+    name="delete_model_version",
+    dependencies=[AdminScope],
+    status_code=204,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def delete_model_version(
+    name: str, decisions: Decide, version_id: str = Path(max_length=64)
+) -> Response:
+    """Delete a version (admin scope); refused (409) while receipts refer to it."""
+    await decisions.delete_version(name, version_id)
+    return Response(status_code=204)
+
+
+def _json(raw: bytes | str, field: str | None) -> Any:
+    loc = ("body", field) if field else ("body",)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError([Issue(loc, f"not valid JSON: {exc}", "json_invalid")]) from exc
+
+
+def _parse(raw: Any) -> aa.AdverseActionBatchRequest:
+    try:
+        return aa.AdverseActionBatchRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidRequestError(
+            [Issue(("body", *e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+        ) from exc

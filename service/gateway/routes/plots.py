@@ -1,0 +1,101 @@
+"""Plots of finished jobs, as SVG (default) or PNG."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Response
+
+from service.gateway.deps import ExplainScope, Plane, error_responses
+from service.plots import MEDIA_TYPES, PlotFormat, render
+
+router = APIRouter(prefix="/v1/plots", tags=["plots"], dependencies=[ExplainScope])
+
+JobQuery = Annotated[str, Query(max_length=200, description="A finished job's id.")]
+FormatQuery = Annotated[PlotFormat, Query(description="svg (default) or png")]
+FeatureQuery = Annotated[
+    str | None, Query(max_length=200, description="Feature to draw; default the first computed.")
+]
+TopQuery = Annotated[int, Query(ge=1, le=50, description="Features shown.")]
+IMAGE = {
+    200: {
+        "content": {
+            "image/svg+xml": {"schema": {"type": "string"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "The plot",
+    },
+    **error_responses(401, 403, 404, 409, 422, 503),
+}
+
+
+async def _plot(plane: Plane, job_id: str, kind: str, fmt: PlotFormat, **params: Any) -> Response:
+    body = await plane.job_result(job_id)
+    document = await asyncio.to_thread(orjson.loads, body)
+    image = await asyncio.to_thread(render, kind, document, fmt, **params)
+    return Response(image, media_type=MEDIA_TYPES[fmt])
+
+
+@router.get("/waterfall", name="plot_waterfall", response_class=Response, responses=IMAGE)
+async def plot_waterfall(
+    plane: Plane,
+    job_id: JobQuery,
+    index: Annotated[int, Query(ge=0, description="Instance of the explain job.")] = 0,
+    top: TopQuery = 10,
+    format: FormatQuery = "svg",  # noqa: A002
+) -> Response:
+    """Waterfall of one instance's SHAP explanation (an explain job with 'shap')."""
+    return await _plot(plane, job_id, "waterfall", format, index=index, top=top)
+
+
+@router.get("/importance", name="plot_importance", response_class=Response, responses=IMAGE)
+async def plot_importance(
+    plane: Plane,
+    job_id: JobQuery,
+    method: Annotated[
+        str | None,
+        Query(
+            pattern="^(permutation_importance|shap_importance)$",
+            description="Default: permutation importance when the job has it.",
+        ),
+    ] = None,
+    top: TopQuery = 15,
+    format: FormatQuery = "svg",  # noqa: A002
+) -> Response:
+    """Bar chart of global importance (permutation mean ± std, or mean |SHAP|)."""
+    return await _plot(plane, job_id, "importance", format, method=method, top=top)
+
+
+@router.get("/beeswarm", name="plot_beeswarm", response_class=Response, responses=IMAGE)
+async def plot_beeswarm(
+    plane: Plane,
+    job_id: JobQuery,
+    top: TopQuery = 12,
+    format: FormatQuery = "svg",  # noqa: A002
+) -> Response:
+    """SHAP value of every row per feature, coloured by the feature's value."""
+    return await _plot(plane, job_id, "beeswarm", format, top=top)
+
+
+@router.get("/pdp", name="plot_pdp", response_class=Response, responses=IMAGE)
+async def plot_pdp(
+    plane: Plane,
+    job_id: JobQuery,
+    feature: FeatureQuery = None,
+    format: FormatQuery = "svg",  # noqa: A002
+) -> Response:
+    """Partial dependence of one feature, over its ICE curves when the job has them."""
+    return await _plot(plane, job_id, "pdp", format, feature=feature)
+
+
+@router.get("/ale", name="plot_ale", response_class=Response, responses=IMAGE)
+async def plot_ale(
+    plane: Plane,
+    job_id: JobQuery,
+    feature: FeatureQuery = None,
+    format: FormatQuery = "svg",  # noqa: A002
+) -> Response:
+    """Accumulated local effects of one numeric feature, centred."""
+    return await _plot(plane, job_id, "ale", format, feature=feature)

@@ -1,0 +1,1 @@
+"""Receipts: the stored record of every adverse-action response, for replay and audit."""
