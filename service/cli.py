@@ -180,6 +180,68 @@ def progress_bar() -> Any:
     )
 
 
+@app.command("global")
+def global_(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. german-credit")],
+    out: Annotated[Path, typer.Option(help="Folder for the plots and result.json")] = Path(
+        "global"
+    ),
+    method: Annotated[list[str], typer.Option(help="Methods (repeatable)")] = [  # noqa: B006
+        "permutation_importance",
+        "shap_importance",
+        "pdp",
+        "ale",
+    ],
+    feature: Annotated[
+        list[str] | None, typer.Option(help="Features of PDP/ICE/ALE (repeatable); default all")
+    ] = None,
+    image_format: Annotated[str, typer.Option("--format", help="svg or png")] = "svg",
+    url: Annotated[
+        str, typer.Option(envvar="XAI_URL", help="Service URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option(envvar="XAI_API_KEY", help="Bearer key")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling and shuffles")] = None,
+) -> None:
+    """Run a global explanation as a job, with a progress bar; write its plots to a folder."""
+    import httpx
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from service.batch_client import BatchError
+    from service.global_client import global_body, run_global_job, save_plots
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        schema = client.get(f"/v1/models/{model}")
+        if schema.status_code != 200:
+            typer.echo(f"error: HTTP {schema.status_code}: {schema.text}", err=True)
+            raise typer.Exit(1)
+        numeric = {f["name"] for f in schema.json()["features"] if f["type"] == "numeric"}
+        try:
+            body = global_body(method, feature, numeric, seed)
+            columns = (
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns) as bar:
+                task = bar.add_task(f"global explanation of {model}", total=1.0)
+                document = run_global_job(
+                    client,
+                    model,
+                    body,
+                    lambda done, state: bar.update(
+                        task, completed=done, description=f"{model}: {state}"
+                    ),
+                )
+                bar.update(task, description=f"{model}: plotting")
+                written = save_plots(client, document, out, image_format)
+        except BatchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"job {document['job_id']}: {len(written)} plots written to {out}")
+
+
 @app.command()
 def register(
     manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.yaml")],

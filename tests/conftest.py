@@ -39,6 +39,7 @@ class ServerProcess:
             "XAI_PORT": str(self.port),
             "XAI_HOST": "127.0.0.1",
             "XAI_WORKERS": "2",
+            "XAI_RECEIPTS_PATH": str(models_dir.parent / f"receipts-{self.port}.sqlite3"),
             **(env or {}),
         }
         self.log = models_dir.parent / f"server-{self.port}.log"

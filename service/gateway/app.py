@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -29,6 +30,16 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Decisions of lending models with the reasons for them, and the measured
 evidence of how far each explanation can be trusted."""
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the schemas of bodies that routes parse by hand."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in decisions_routes.EXTRA_SCHEMAS.items():
+            components.setdefault(name, schema)
+    return app.openapi_schema  # type: ignore[return-value]
 
 
 def operation_id(route: APIRoute) -> str:
@@ -64,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.dataplane = None
     app.state.metrics = metrics = Metrics()

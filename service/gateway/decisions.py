@@ -212,8 +212,9 @@ class Decisions:
     async def _rows(self, job_id: str) -> list[dict[str, Any]]:
         document = orjson.loads(await self.plane.job_result(job_id))
         if not isinstance(document, dict) or document.get("kind") != KIND:
-            raise InvalidRequestError(
-                [Issue(("query", "format"), "csv and notices are formats of adverse-action jobs")]
+            raise ConflictError(
+                f"job '{job_id}' is not an adverse-action job: csv and notices are formats of "
+                "adverse-action results; use json or jsonl"
             )
         return document["results"]
 

@@ -307,3 +307,40 @@ def test_workers_pick_up_a_new_version_without_restart(
     )
     assert explained.status_code == 200, explained.text
     assert explained.json()["version"] == version
+
+
+def test_receipts_live_in_redis_without_ttl_and_survive_its_restart(
+    cluster: Cluster, http: httpx.Client, applicant: dict[str, Any]
+) -> None:
+    import redis
+
+    from service.jobs import redis_keys
+
+    body = http.post(
+        "/v1/models/german-credit/adverse-action", json={"applicant": applicant, "wait": 60}
+    ).json()
+    receipt_id = body["receipt_id"]
+    store = redis.Redis.from_url(cluster.redis.url)
+    assert store.ttl(redis_keys.receipt(receipt_id)) == -1  # kept until retention says so
+    cluster.redis.stop()
+    cluster.redis.start()
+    deadline = time.monotonic() + 60
+    while http.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "gateway did not recover"
+        time.sleep(0.2)
+    assert http.get(f"/v1/receipts/{receipt_id}").json()["response"] == {
+        k: v for k, v in body.items() if k not in ("model", "version", "content_hash", "job_id")
+    }
+    verified = http.post(f"/v1/receipts/{receipt_id}/verify").json()
+    assert verified["match"] is True, verified["differences"]
+
+    stored = orjson.loads(store.get(redis_keys.receipt(receipt_id)))
+    stored["response"]["decision"] = "approved"
+    store.set(redis_keys.receipt(receipt_id), orjson.dumps(stored))
+    tampered = http.post(f"/v1/receipts/{receipt_id}/verify").json()
+    assert tampered["match"] is False
+    assert {"path": "decision", "stored": "approved", "replayed": "denied"} in tampered[
+        "differences"
+    ]
+    refused = http.delete(f"/v1/models/german-credit/versions/{body['version']}")
+    assert refused.status_code == 409

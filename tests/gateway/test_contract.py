@@ -57,14 +57,30 @@ OPERATION_IDS = {
     "get_job",
     "cancel_job",
     "get_job_result",
+    "adverse_action",
+    "adverse_action_batch",
+    "get_receipt",
+    "verify_receipt",
+    "delete_model_version",
+    "explain_global",
+    "plot_waterfall",
+    "plot_importance",
+    "plot_beeswarm",
+    "plot_pdp",
+    "plot_ale",
 }
 # Which operation and model each file of api_schema/examples/ is for.
 EXAMPLE_TARGETS = {
     "predict.json": ("predict", "german-credit"),
     "explain.json": ("explain", "german-credit"),
     "explain-logit-probability.json": ("explain", "german-credit-logit"),
+    "adverse-action.json": ("adverse_action", "german-credit"),
+    "adverse-action-batch.json": ("adverse_action_batch", "german-credit-logit"),
+    "global.json": ("explain_global", "german-credit"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+GLOBAL_CURVES = ("pdp", "ice", "ale")
+IMAGE_TYPES = ("image/svg+xml", "image/png")
 
 
 def contract() -> dict[str, Any]:
@@ -303,7 +319,8 @@ def positive_data_acceptance_within_contract(ctx: Any, response: Any, case: Any)
 
     Instances are checked against the feature schema of the model named in the path, the
     SHAP algorithms available depend on that model, and an upload is checked against its own
-    manifest: a request valid by the document may get a 422 for those. A 422 about anything
+    manifest (and an adverse-action batch its CSV and the JSON of its options field): a
+    request valid by the document may get a 422 for those. A 422 about anything
     else (options, methods, wait...) means the contract promises more than the service keeps.
     """
     if response.status_code == 422:
@@ -311,6 +328,15 @@ def positive_data_acceptance_within_contract(ctx: Any, response: Any, case: Any)
             return None
         issues = _body_detail(response)
         model_dependent = (["body", "instances"], ["body", "options", "shap", "algorithm"])
+        if case.operation.path.endswith("/global"):  # features, rows, labels, metric too
+            model_dependent += (["body", "rows"], ["body", "labels"], ["body", "methods"])
+            model_dependent += tuple(["body", "options", m, "features"] for m in GLOBAL_CURVES)
+            model_dependent += (["body", "options", "permutation_importance", "metric"],)
+        if "/adverse-action" in case.operation.path:  # applicants and their uploaded CSV
+            model_dependent += (["body", "applicant"], ["body", "applicants"])
+            model_dependent += (["body", "application_ids"], ["body", "file"])
+            if case.operation.path.endswith("/batch"):  # multipart: options is a JSON string
+                model_dependent += (["body", "options"],)
         if isinstance(issues, list) and issues:
             if all(any(i["loc"][: len(p)] == p for p in model_dependent) for i in issues):
                 return None
@@ -373,7 +399,9 @@ def test_service_conforms_to_contract(
         excluded_checks=EXCLUDED_CHECKS,
         additional_checks=[positive_data_acceptance_within_contract],
     )
-    inference = case.operation.path.endswith(("/predict", "/explain"))
+    inference = case.operation.path.endswith(
+        ("/predict", "/explain", "/adverse-action", "/adverse-action/batch")
+    )
     if inference and response.status_code in (200, 202):
         job_id = response.json()["job_id"]
         if job_id not in KNOWN_JOBS:
@@ -412,6 +440,10 @@ def generated_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Modul
     where = tmp_path_factory.mktemp("generated")
     bin_dir = Path(sys.executable).parent  # ruff for the generator's post hooks lives here too
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # plots are images: the generated client returns their bytes
+    config = where / "config.json"
+    binary = "application/octet-stream"
+    config.write_text(json.dumps({"content_type_overrides": dict.fromkeys(IMAGE_TYPES, binary)}))
     generated = subprocess.run(
         [
             str(bin_dir / "openapi-python-client"),
@@ -423,6 +455,8 @@ def generated_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Modul
             "--meta",
             "none",
             "--fail-on-warning",
+            "--config",
+            str(config),
         ],
         env=env,
         cwd=where,

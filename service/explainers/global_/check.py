@@ -67,6 +67,8 @@ def _label_issues(
     if len(labels) != len(rows):
         return [Issue(("body", "labels"), f"{len(labels)} labels for {len(rows)} rows")]
     issues = []
+    if classifier and "permutation_importance" in methods and len(set(map(str, labels))) < 2:
+        issues.append(Issue(("body", "labels"), "permutation importance needs both classes"))
     for i, label in enumerate(labels):
         if classifier and str(label) not in (manifest.classes or []):
             msg = f"must be one of the classes {manifest.classes}"

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
 
 from service.errors import InvalidRequestError, Issue
 from service.gateway import adverse_schemas as aa
@@ -19,6 +20,7 @@ from service.gateway.deps import (
     respond,
 )
 from service.gateway.routes.inference import ACCEPTED, CACHE_HEADER
+from service.gateway.schemas import APPLICANT_EXAMPLE
 
 
 def get_decisions(request: Request) -> Decisions:
@@ -30,11 +32,19 @@ ReceiptId = Path(max_length=100)
 
 router = APIRouter(tags=["adverse action"])
 
+# The batch body is read by hand (JSON or multipart); its JSON schema still belongs in the
+# contract's components.
+_, _batch_schemas = models_json_schema(
+    [(aa.AdverseActionBatchRequest, "validation")], ref_template="#/components/schemas/{model}"
+)
+EXTRA_SCHEMAS: dict[str, Any] = _batch_schemas["$defs"]
+
 BATCH_BODY: dict[str, Any] = {
     "required": True,
     "content": {
         "application/json": {
             "schema": {"$ref": "#/components/schemas/AdverseActionBatchRequest"},
+            "example": {"applicants": [APPLICANT_EXAMPLE], "options": {"max_reasons": 4}},
         },
         "multipart/form-data": {
             "schema": {
@@ -51,7 +61,18 @@ BATCH_BODY: dict[str, Any] = {
                         "description": "AdverseActionOptions as a JSON string",
                     },
                 },
-            }
+            },
+            "examples": {
+                "csv": {
+                    "summary": "A CSV of applicants",
+                    "description": "curl -F file=@applicants.csv -F 'options={\"max_reasons\": 4}' "
+                    "http://127.0.0.1:8000/v1/models/german-credit/adverse-action/batch",
+                    "value": {
+                        "file": "(contents of applicants.csv: application_id + feature columns)",
+                        "options": '{"max_reasons": 4}',
+                    },
+                }
+            },
         },
     },
 }
