@@ -28,6 +28,7 @@ from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+RETENTION_PERIOD_SECONDS = 3600
 DESCRIPTION = """Decisions of lending models with the reasons for them, and the measured
 evidence of how far each explanation can be trusted."""
 
@@ -40,6 +41,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for name, schema in decisions_routes.EXTRA_SCHEMAS.items():
             components.setdefault(name, schema)
     return app.openapi_schema  # type: ignore[return-value]
+
+
+async def _apply_retention(decisions: Decisions) -> None:
+    """Delete receipts past their retention now and then every hour."""
+    while True:
+        try:
+            purged = await decisions.purge_expired()
+            if purged:
+                log.info("deleted %d receipts past their retention", purged)
+        except Exception:  # noqa: BLE001 - retried at the next round
+            log.exception("receipt retention failed")
+        await asyncio.sleep(RETENTION_PERIOD_SECONDS)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -58,13 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await backend.start()
         app.state.dataplane = DataPlane(settings, store, backend)
         app.state.decisions = decisions = Decisions(app.state.dataplane)
-        purged = await decisions.purge_expired()
-        if purged:
-            log.info("deleted %d receipts past their retention", purged)
         warm = asyncio.create_task(_warm_up(app))
+        retention = asyncio.create_task(_apply_retention(decisions))
         try:
             yield
         finally:
+            retention.cancel()
             warm.cancel()
             await backend.stop()
 

@@ -309,3 +309,21 @@ def test_a_version_with_receipts_cannot_be_deleted(
     assert client.get(f"/v1/models/{MODEL}", params={"version": copy}).status_code == 404
     assert not (models_dir / MODEL / copy).exists()
     assert client.get(f"/v1/models/{MODEL}").json()["latest_version"] == body["version"]
+
+
+def test_the_policy_baseline_can_be_overridden_per_request(
+    client: httpx.Client, applicant: dict[str, Any]
+) -> None:
+    default = decide(client, applicant, options={"recourse": {"enabled": False}}).json()
+    whole = decide(
+        client, applicant, options={"baseline": "reference", "recourse": {"enabled": False}}
+    ).json()
+    assert default["baseline"]["kind"] == "approved"
+    assert whole["baseline"]["kind"] == "reference" and whole["baseline"]["rows"] == 200
+    assert whole["baseline"]["rows"] > default["baseline"]["rows"]
+    # against all applicants (more of them bad) the applicant looks less unusual
+    assert whole["attribution"]["base_value"] < default["attribution"]["base_value"]
+    assert sum(r["contribution"] for r in whole["reasons"]) < sum(
+        r["contribution"] for r in default["reasons"]
+    )
+    assert whole["receipt_id"] != default["receipt_id"]
