@@ -82,7 +82,7 @@ def open_page(driver: WebDriver, url: str, model: str) -> None:
 
 def choose_model(driver: WebDriver, model: str) -> None:
     Select(driver.find_element(By.ID, "model")).select_by_value(model)
-    wait_for(driver, lambda d: d.find_elements(By.ID, "f-foreign_worker"))
+    wait_for(driver, lambda d: d.find_element(By.ID, "fields").get_attribute("data-model") == model)
     version = text(driver, "model-description")
     assert "version" in version
 
