@@ -94,18 +94,12 @@ def batch(
     seed: Annotated[int | None, typer.Option(help="Seed of stochastic methods")] = None,
 ) -> None:
     """Explain every row of a CSV as one batch job, with a progress bar; write JSON lines."""
-    import httpx
-
     from service.batch_client import BatchError, read_instances, run_batch
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        schema = client.get(f"/v1/models/{model}")
-        if schema.status_code != 200:
-            typer.echo(f"error: HTTP {schema.status_code}: {schema.text}", err=True)
-            raise typer.Exit(1)
+    with service_client(url, api_key) as client:
+        features = model_features(client, model)
         try:
-            instances = read_instances(csv_file, schema.json()["features"])
+            instances = read_instances(csv_file, features)
             options = {"seed": seed} if seed is not None else {}
             with progress_bar() as bar:
                 task = bar.add_task(f"{len(instances)} rows", total=1.0)
@@ -139,15 +133,12 @@ def notices(
     """Adverse-action decisions for every applicant of a CSV (optional application_id
     column) as one batch job, with a progress bar; writes results.jsonl, results.csv and
     notices/<application>.txt for each denial."""
-    import httpx
-
     from service.batch_client import BatchError, run_notices
 
     options: dict[str, object] = {"max_reasons": max_reasons, "recourse": {"enabled": recourse}}
     if seed is not None:
         options["seed"] = seed
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+    with service_client(url, api_key) as client:
         try:
             with progress_bar() as bar:
                 task = bar.add_task(f"{csv_file.name}", total=1.0)
@@ -168,11 +159,29 @@ def notices(
     )
 
 
+def service_client(url: str, api_key: str | None) -> Any:
+    """An HTTP client for the service, with the bearer key when one is given."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=120)
+
+
+def model_features(client: Any, model: str) -> list[dict[str, Any]]:
+    """The model's feature schema from the service; exits with the service's answer if not."""
+    response = client.get(f"/v1/models/{model}")
+    if response.status_code != 200:
+        typer.echo(f"error: HTTP {response.status_code}: {response.text}", err=True)
+        raise typer.Exit(1)
+    return list(response.json()["features"])
+
+
 def progress_bar() -> Any:
     """A rich progress bar for a job's 0-1 progress."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(
+        SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
@@ -203,28 +212,15 @@ def global_(
     seed: Annotated[int | None, typer.Option(help="Seed of sampling and shuffles")] = None,
 ) -> None:
     """Run a global explanation as a job, with a progress bar; write its plots to a folder."""
-    import httpx
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from service.batch_client import BatchError
     from service.global_client import global_body, run_global_job, save_plots
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        schema = client.get(f"/v1/models/{model}")
-        if schema.status_code != 200:
-            typer.echo(f"error: HTTP {schema.status_code}: {schema.text}", err=True)
-            raise typer.Exit(1)
-        numeric = {f["name"] for f in schema.json()["features"] if f["type"] == "numeric"}
+    with service_client(url, api_key) as client:
+        features = model_features(client, model)
+        numeric = {f["name"] for f in features if f["type"] == "numeric"}
         try:
             body = global_body(method, feature, numeric, seed)
-            columns = (
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-            )
-            with Progress(*columns) as bar:
+            with progress_bar() as bar:
                 task = bar.add_task(f"global explanation of {model}", total=1.0)
                 document = run_global_job(
                     client,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from service.batch_client import BatchError, ProgressCallback
+from service.batch_client import BatchError, ProgressCallback, follow_job
 
 CURVES = ("pdp", "ice", "ale")
 
@@ -41,16 +40,7 @@ def run_global_job(
     response = client.post(f"/v1/models/{model}/global", json=body)
     if response.status_code not in (200, 202):
         raise BatchError(f"HTTP {response.status_code}: {response.text}")
-    job_id = response.json()["job_id"]
-    while True:
-        status = client.get(f"/v1/jobs/{job_id}").json()
-        on_progress(status["progress"], status["status"])
-        if status["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(poll_seconds)
-    if status["status"] != "succeeded":
-        error = status.get("error") or {}
-        raise BatchError(f"job {job_id} {status['status']}: {error.get('message', '')}")
+    status = follow_job(client, response.json()["job_id"], on_progress, poll_seconds)
     return dict(status["result"])
 
 

@@ -17,8 +17,12 @@ import httpx
 import pandas as pd
 import pytest
 
+from service.registry.loaded import LoadedModel
+from service.registry.store import ModelStore
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "german_credit.csv"
+DEMO_MODELS = ("german-credit", "german-credit-logit")
 
 
 def free_port() -> int:
@@ -121,3 +125,11 @@ def applicants(german_credit: pd.DataFrame) -> list[dict[str, Any]]:
 def applicant(applicants: list[dict[str, Any]]) -> dict[str, Any]:
     """Applicant #4 of the data set (label bad), denied by both demo models."""
     return applicants[4]
+
+
+@pytest.fixture(scope="session")
+def demo_models() -> dict[str, LoadedModel]:
+    """The committed demo models, loaded in this process."""
+    store = ModelStore(ROOT / "models")
+    store.scan()
+    return {name: LoadedModel.load(store.get(name)) for name in DEMO_MODELS}

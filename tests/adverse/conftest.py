@@ -1,8 +1,7 @@
-"""The demo models loaded in-process, and decision engines over them."""
+"""Decision engines over the demo models (loaded in-process by tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -11,18 +10,8 @@ import pytest
 from service.adverse.decision import AdverseActionEngine
 from service.adverse.options import AdverseActionOptions, RecourseOptions
 from service.registry.loaded import LoadedModel
-from service.registry.store import ModelStore
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_MODELS = ("german-credit", "german-credit-logit")
 PROTECTED = {"personal_status_and_sex", "age_in_years", "foreign_worker"}
-
-
-@pytest.fixture(scope="session")
-def demo_models() -> dict[str, LoadedModel]:
-    store = ModelStore(ROOT / "models")
-    store.scan()
-    return {name: LoadedModel.load(store.get(name)) for name in DEMO_MODELS}
 
 
 @pytest.fixture(scope="session")

@@ -23,20 +23,11 @@ from service.explainers.counterfactual import (
 from service.explainers.registry import METHODS, parse_options
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import Direction, FeatureType
-from service.registry.store import ModelStore
 from service.worker import run_task
-from tests.conftest import ROOT
+from tests.conftest import DEMO_MODELS, ROOT
 
-DEMO_MODELS = ("german-credit", "german-credit-logit")
 OPTION = ("body", "options", "counterfactual")
 BUDGET_MARGIN = 1.5  # seconds; generous for a loaded CI machine, tiny next to a hang
-
-
-@pytest.fixture(scope="module")
-def demo_models() -> dict[str, LoadedModel]:
-    store = ModelStore(ROOT / "models")
-    store.scan()
-    return {name: LoadedModel.load(store.get(name)) for name in DEMO_MODELS}
 
 
 @pytest.fixture(scope="module")
