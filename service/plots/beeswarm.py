@@ -31,7 +31,7 @@ def beeswarm(section: dict[str, Any], top: int = 12) -> Figure:
     ax.axvline(0, color="#999999", linewidth=0.8)
     ax.set_xlabel(f"SHAP value ({space_label(section['output_space'])})")
     data = section["data"]
-    ax.set_title(f"SHAP values of {data['rows']} rows: {data['source']}")
+    ax.set_title(f"SHAP values\n{data['rows']} rows: {data['source']}")
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax, ticks=[0, 1], aspect=40)
     bar.ax.set_yticklabels(["low", "high"])
     bar.set_label("feature value (categories: in order of first appearance)")

@@ -25,11 +25,11 @@ def importance(method: str, section: dict[str, Any], top: int = 15) -> Figure:
             f"drop in {section['metric']} when shuffled (mean ± std of "
             f"{section['n_repeats']} shuffles; baseline {section['baseline_score']:.3f})"
         )
-        ax.set_title(f"Permutation importance on {data['rows']} rows: {data['source']}")
+        ax.set_title(f"Permutation importance\n{data['rows']} rows: {data['source']}")
     else:
         ax.barh(names, [f["mean_abs"] for f in features], color=NEGATIVE, height=0.6)
         ax.set_xlabel(f"mean |SHAP| ({space_label(section['output_space'])})")
-        ax.set_title(f"SHAP importance over {data['rows']} rows: {data['source']}")
+        ax.set_title(f"SHAP importance (mean |SHAP|)\n{data['rows']} rows: {data['source']}")
     ax.axvline(0, color="#999999", linewidth=0.8)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
