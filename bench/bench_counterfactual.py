@@ -79,7 +79,6 @@ def main() -> None:
         args.applicants, args.repeats = 5, 1
     warnings.simplefilter("ignore")
 
-    import dice_ml
     import skops.io
     from threadpoolctl import threadpool_limits
 
@@ -98,10 +97,7 @@ def main() -> None:
 
     options = CounterfactualOptions(count=args.count, method=args.method)
     ours = CounterfactualExplainer(model, options)
-    direct_data = _direct_data(ours, pipeline)
-    direct = dice_ml.Dice(
-        direct_data, dice_ml.Model(model=pipeline, backend="sklearn"), method=args.method
-    )
+    direct = direct_dice(ours, pipeline)
 
     evidence: dict[int, dict[str, Any]] = {}
 
@@ -112,28 +108,7 @@ def main() -> None:
 
     def run_direct(i: int) -> list[dict[str, Any]]:
         row = frame.iloc[[i]].reset_index(drop=True)
-        original = {f.name: row[f.name].iloc[0] for f in model.manifest.features}
-        domains = {n: ours._domain(n, _plain(ours, n, original[n])) for n in ours.to_vary}
-        varied = [n for n in ours.to_vary if domains[n] is not None]
-        kwargs: dict[str, Any] = {
-            "total_CFs": args.count,
-            "desired_class": 1,
-            "features_to_vary": varied,
-            "permitted_range": {n: _dice_range(domains[n]) for n in varied},  # type: ignore[arg-type]
-        }
-        if args.method == "random":
-            kwargs["random_seed"] = _sub_seed(i, 1)
-        sink = io.StringIO()
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            np.random.seed(_sub_seed(i, 1))
-            try:
-                result = direct.generate_counterfactuals(ours._to_dice(row), **kwargs)
-            except Exception:  # noqa: BLE001 - DiCE raises when it finds none
-                return []
-        example = result.cf_examples_list[0]
-        cfs = example.final_cfs_df_sparse
-        cfs = example.final_cfs_df if cfs is None else cfs
-        return [] if cfs is None else cfs[model.manifest.feature_names].to_dict("records")
+        return direct_counterfactuals(direct, ours, row, _sub_seed(i, 1))
 
     run_ours(int(denied[0]))  # warm-up: imports, caches
     run_direct(int(denied[0]))
@@ -183,6 +158,50 @@ def main() -> None:
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         REPORT.write_text(report)
         print(f"written to {REPORT.relative_to(ROOT)}")
+
+
+def direct_dice(ours: CounterfactualExplainer, pipeline: Any) -> Any:
+    """``dice_ml.Dice`` on the scikit-learn pipeline itself, with the same DiCE data and
+    method as ``ours``."""
+    import dice_ml
+
+    return dice_ml.Dice(
+        _direct_data(ours, pipeline),
+        dice_ml.Model(model=pipeline, backend="sklearn"),
+        method=ours.options.method,
+    )
+
+
+def direct_counterfactuals(
+    direct: Any, ours: CounterfactualExplainer, row: pd.DataFrame, seed: int
+) -> list[dict[str, Any]]:
+    """One ``generate_counterfactuals`` call of ``direct`` (from :func:`direct_dice`) for a
+    one-row typed frame, with ours' settings: ``total_CFs`` = count, the favourable class,
+    features_to_vary and permitted_range (the manifest's constraints for this applicant),
+    ``random_seed`` = ``seed``. DiCE's rows as returned (sparse ones where it made them)."""
+    model = ours.model
+    original = {f.name: row[f.name].iloc[0] for f in model.manifest.features}
+    domains = {n: ours._domain(n, _plain(ours, n, original[n])) for n in ours.to_vary}
+    varied = [n for n in ours.to_vary if domains[n] is not None]
+    kwargs: dict[str, Any] = {
+        "total_CFs": ours.options.count,
+        "desired_class": 1,
+        "features_to_vary": varied,
+        "permitted_range": {n: _dice_range(domains[n]) for n in varied},  # type: ignore[arg-type]
+    }
+    if ours.options.method == "random":
+        kwargs["random_seed"] = seed
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        np.random.seed(seed)
+        try:
+            result = direct.generate_counterfactuals(ours._to_dice(row), **kwargs)
+        except Exception:  # noqa: BLE001 - DiCE raises when it finds none
+            return []
+    example = result.cf_examples_list[0]
+    cfs = example.final_cfs_df_sparse
+    cfs = example.final_cfs_df if cfs is None else cfs
+    return [] if cfs is None else cfs[model.manifest.feature_names].to_dict("records")
 
 
 def _as_set(ours: CounterfactualExplainer, cfs: list[dict[str, Any]]) -> set[tuple[Any, ...]]:

@@ -1002,9 +1002,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         out = ROOT / args.out
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        out.write_text(text + other_sections(out))
         print(f"wrote {out}")
     return 0
+
+
+def other_sections(path: Path) -> str:
+    """Sections other benchmarks keep in the same file (between their start/end comments),
+    carried over when this report is rewritten."""
+    if not path.exists():
+        return ""
+    kept = re.findall(r"\n<!-- \S+: start.*?<!-- \S+: end -->\n", path.read_text(), re.S)
+    return "".join(kept)
 
 
 if __name__ == "__main__":

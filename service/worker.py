@@ -184,7 +184,9 @@ def _adverse_action(model: LoadedModel, frame: Any, spec: TaskSpec) -> list[dict
 
 
 def _engine(model: LoadedModel, options: AdverseActionOptions) -> AdverseActionEngine:
-    key = (model.version.content_hash, "adverse_action", canonical_json(options.model_dump()))
+    # the seed arrives per call: one engine serves every seed
+    settings = canonical_json(options.model_dump(exclude={"seed"}))
+    key = (model.version.content_hash, "adverse_action", settings)
     engine = _engines.get(key)
     if engine is None:
         engine = _engines[key] = AdverseActionEngine(model, options)

@@ -40,7 +40,7 @@ def fairness_probe(model: LoadedModel, applicant: pd.DataFrame, approved: bool) 
         values = probe_values(model, feature, applicant.iloc[0][feature.name])
         if not values:
             continue
-        block = pd.concat([applicant] * len(values), ignore_index=True)
+        block = applicant.iloc[np.zeros(len(values), dtype=int)].reset_index(drop=True)
         block[feature.name] = pd.Series(values, dtype=applicant[feature.name].dtype)
         variants.append(block)
         owners.extend((feature.name, v) for v in values)

@@ -191,6 +191,11 @@ class Difference(BaseModel):
 
 class ReceiptVerification(BaseModel):
     receipt_id: str
-    match: bool
-    differences: list[Difference]
+    match: bool = Field(
+        ..., description="Decision, score, reasons, proxy warning and evidence are the same."
+    )
+    differences: list[Difference] = Field(..., description="Where they differ.")
+    recourse_match: bool = Field(..., description="The recourse options (and notice) too.")
+    recourse_differences: list[Difference]
+    recourse_note: str | None = None
     replayed_with: dict[str, Any] = Field(..., description="Model version and seeds used.")
