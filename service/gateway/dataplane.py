@@ -143,15 +143,17 @@ class DataPlane:
     async def predict(
         self, name: str, version_id: str | None, body: schemas.PredictRequest
     ) -> Outcome:
-        version, instances = await self._checked(name, version_id, body.instances)
+        version, instances = await self.checked_instances(name, version_id, body.instances)
         key = content_key(version.content_hash, TaskKind.predict, [], {}, instances)
-        header = _header(version, key)
-        return await self._run(key, TaskKind.predict, version, instances, [], {}, 0, header, None)
+        header = job_header(version, key)
+        return await self.run_job(
+            key, TaskKind.predict, version, instances, [], {}, 0, header, None
+        )
 
     async def explain(
         self, name: str, version_id: str | None, body: schemas.ExplainRequest
     ) -> Outcome:
-        version, instances = await self._checked(name, version_id, body.instances)
+        version, instances = await self.checked_instances(name, version_id, body.instances)
         methods = list(dict.fromkeys(body.methods))
         options: dict[str, Any] = {
             m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
@@ -171,8 +173,8 @@ class DataPlane:
             instances,
         )
         seed = body.options.seed if body.options.seed is not None else derived_seed(key)
-        header = {**_header(version, key), "seed": seed}
-        return await self._run(
+        header = {**job_header(version, key), "seed": seed}
+        return await self.run_job(
             key, TaskKind.explain, version, instances, methods, options, seed, header, body.wait
         )
 
@@ -204,14 +206,16 @@ class DataPlane:
             rows,
         )
         seed = body.options.seed if body.options.seed is not None else derived_seed(key)
-        header = {**_header(version, key), "kind": "global", "seed": seed, "methods": methods}
-        return await self._run(
+        header = {**job_header(version, key), "kind": "global", "seed": seed, "methods": methods}
+        return await self.run_job(
             key, TaskKind.global_, version, rows, methods, options, seed, header, body.wait, BATCH
         )
 
-    async def _checked(
+    async def checked_instances(
         self, name: str, version_id: str | None, instances: list[dict[str, Any]]
     ) -> tuple[ModelVersion, list[dict[str, Any]]]:
+        """The version and the instances validated against its feature schema (413 past
+        the instance limit)."""
         version = self.store.get(name, version_id)
         if len(instances) > self.settings.max_instances:
             raise PayloadTooLargeError(
@@ -222,7 +226,7 @@ class DataPlane:
         # Large batches are validated off the event loop.
         return version, await asyncio.to_thread(validate_instances, version.manifest, instances)
 
-    async def _run(
+    async def run_job(
         self,
         key: str,
         kind: TaskKind,
@@ -237,7 +241,8 @@ class DataPlane:
         extra: dict[str, Any] | None = None,
         per_instance: dict[str, list[Any]] | None = None,
     ) -> Outcome:
-        """Serve from the cache or submit the job (on ``queue``, default by its chunks)."""
+        """Serve from the cache or submit the job (on ``queue``, default by its chunks).
+        ``extra`` goes into every task spec; ``per_instance`` lists are sliced per chunk."""
         cached = await self.jobs.cached(key)
         if cached is not None:
             self.cache_hits += 1
@@ -424,7 +429,8 @@ class DataPlane:
         )
 
 
-def _header(version: ModelVersion, key: str) -> dict[str, Any]:
+def job_header(version: ModelVersion, key: str) -> dict[str, Any]:
+    """The fields every job result document starts with."""
     return {
         "model": version.name,
         "version": version.version_id,

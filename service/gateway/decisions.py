@@ -14,7 +14,7 @@ import orjson
 from service.adverse.options import AdverseActionOptions
 from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError
 from service.gateway import adverse_schemas as aa
-from service.gateway.dataplane import BATCH, Outcome, _header
+from service.gateway.dataplane import BATCH, Outcome, job_header
 from service.jobs.keys import content_key, derived_seed
 from service.jobs.spec import TaskKind
 from service.receipts.record import differences
@@ -72,7 +72,7 @@ class Decisions:
         wait: float | None,
     ) -> Outcome:
         """Many applicants as one job on the batch queue; result rows as for one applicant."""
-        version, instances = await self.plane._checked(name, version_id, applicants)
+        version, instances = await self.plane.checked_instances(name, version_id, applicants)
         if application_ids is not None and len(application_ids) != len(instances):
             raise InvalidRequestError(
                 [
@@ -99,9 +99,9 @@ class Decisions:
             version.content_hash, KIND, [], {**raw, "application_ids": application_ids}, instances
         )
         seed = options.seed if options.seed is not None else derived_seed(key)
-        header = {**_header(version, key), "kind": KIND, "seed": seed}
+        header = {**job_header(version, key), "kind": KIND, "seed": seed}
         settings = self.plane.settings
-        return await self.plane._run(
+        return await self.plane.run_job(
             key,
             TaskKind.adverse_action,
             version,
