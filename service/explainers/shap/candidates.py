@@ -1,0 +1,175 @@
+"""Exact SHAP engines, each built only if it passes its self-check on the version's
+reference rows; otherwise :class:`Unavailable` says why."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.explainers.shap.checks import (
+    Check,
+    CheckFailed,
+    additivity,
+    brute_force_pairs,
+    worst,
+)
+from service.explainers.shap.ensemble import FLOAT32_ROUNDOFF, FLOAT64_ROUNDOFF, gamma
+from service.explainers.shap.exact import MAX_FEATURES, ExactShap
+from service.explainers.shap.linear import LinearShap
+from service.explainers.shap.native import NativeTrees, native_trees
+from service.explainers.shap.tree import TreeShap
+from service.explainers.shap.treeshap import NativeTreeShap
+from service.registry.loaded import LoadedModel
+
+VERIFY_ROWS = 5
+# shap's own TreeExplainer, when the native engine cannot be used: float32 arithmetic in
+# its interventional code, relative to the output's magnitude
+SHAP_RELATIVE_TOLERANCE = 1e-5
+
+
+class Unavailable(ValueError):
+    """This engine cannot explain the model in the requested space (the message: why)."""
+
+
+def probe_rows(model: LoadedModel) -> pd.DataFrame:
+    return model.reference.iloc[:VERIFY_ROWS]
+
+
+def own_trees(model: LoadedModel) -> NativeTrees:
+    """The version's trees, calibrated on its own reference rows (not a baseline subset)."""
+    return native_trees(
+        model.predictor, lambda: LoadedModel(model.version, model.predictor).reference
+    )
+
+
+def linear(model: LoadedModel, space: str, background: pd.DataFrame) -> tuple[Any, Check]:
+    if space == "probability":
+        raise Unavailable("the model is linear in log-odds, not in probability")
+    try:
+        engine = LinearShap(model.predictor, background)
+    except ValueError as exc:
+        raise Unavailable(str(exc)) from exc
+    probe = probe_rows(model)
+    found = engine.explain(probe)
+    output = model.predictor.output(probe, space)
+    try:
+        return engine, additivity(found.values, found.base_value, output, engine.tolerance(probe))
+    except CheckFailed as exc:
+        raise Unavailable(f"self-check failed: {exc}") from exc
+
+
+def native(model: LoadedModel, space: str, background: pd.DataFrame) -> tuple[Any, Check]:
+    """The native engine: its parse reproduces the model's predictions, its values add up
+    and equal brute-force Shapley values on reference pairs, and shap's where shap's own
+    values add up."""
+    predictor = model.predictor
+    try:
+        trees = own_trees(model)
+    except ValueError as exc:
+        raise Unavailable(str(exc)) from exc
+    if trees.native_space != space:
+        raise Unavailable(
+            f"the trees sum to the model's {trees.native_space} output, not to {space}"
+        )
+    engine = NativeTreeShap(trees, predictor, background)
+    probe = probe_rows(model)
+    found = engine.explain(probe)
+    tolerance = trees.row_tolerance(predictor, probe)
+    try:
+        checks = [
+            Check("predictions of the parsed trees", trees.parse_error, trees.parse_tolerance),
+            additivity(found.values, found.base_value, predictor.output(probe, space), tolerance),
+            brute_force_pairs(
+                lambda x, r: (NativeTreeShap(trees, predictor, r).explain(x).values, 0.0),
+                lambda frame: predictor.output(frame, space),
+                lambda frame: trees.row_tolerance(predictor, frame),
+                probe,
+                background,
+            ),
+        ]
+        against = _against_shap(model, trees, background, probe, found.values, tolerance)
+        if against is not None:
+            checks.append(against)
+    except CheckFailed as exc:
+        raise Unavailable(f"self-check failed: {exc}") from exc
+    return engine, worst(checks)
+
+
+def _against_shap(
+    model: LoadedModel,
+    trees: NativeTrees,
+    background: pd.DataFrame,
+    probe: pd.DataFrame,
+    values: np.ndarray,
+    tolerance: np.ndarray,
+) -> Check | None:
+    """Agreement with shap.TreeExplainer, when shap explains the model at all and its own
+    values add up (shap's interventional code works in float32, hence its tolerance)."""
+    predictor = model.predictor
+    columns = predictor.column_features()
+    if columns is None or sorted(columns) != list(range(len(model.manifest.features))):
+        return None  # several columns per feature: shap's column values answer another game
+    try:
+        reference = TreeShap(predictor, background)
+        theirs = reference.explain(probe)
+    except Exception:  # noqa: BLE001 - shap refuses some models (categorical splits)
+        return None
+    float32 = trees.tolerance(trees.raw(trees.design(predictor, probe))[1], FLOAT32_ROUNDOFF)
+    output = predictor.output(probe, trees.native_space)
+    own_error = np.abs(output - theirs.base_value - theirs.values.sum(axis=1))
+    if np.any(own_error > float32):
+        return None  # shap is wrong here (e.g. LightGBM categorical splits): no reference
+    error = np.abs(values - theirs.values).max(axis=1)
+    return Check.of("agreement with shap.TreeExplainer", error, float32 + tolerance)
+
+
+def shap_tree(model: LoadedModel, space: str, background: pd.DataFrame) -> tuple[Any, Check]:
+    """shap.TreeExplainer on the raw (margin) output, for models the native engine cannot
+    read; only where each raw feature is one design column (else shap's column values
+    summed are not the raw features' Shapley values)."""
+    predictor = model.predictor
+    columns = predictor.column_features()
+    if columns is None or sorted(columns) != list(range(len(model.manifest.features))):
+        raise Unavailable("raw features span several design columns")
+    try:
+        native_space = own_trees(model).native_space
+    except ValueError:
+        native_space = None
+    if native_space is not None and native_space != space:
+        raise Unavailable(f"the trees sum to the model's {native_space} output, not to {space}")
+    if space == "probability" and predictor.is_classifier and native_space is None:
+        raise Unavailable("shap's TreeExplainer is exact only for the trees' raw output")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            engine = TreeShap(predictor, background)
+            probe = probe_rows(model)
+            found = engine.explain(probe)
+    except Exception as exc:  # noqa: BLE001 - shap refuses the model
+        raise Unavailable(str(exc) or type(exc).__name__) from exc
+    output = predictor.output(probe, space)
+    scale = np.abs(output) + np.abs(found.values).sum(axis=1) + abs(found.base_value) + 1.0
+    try:
+        return engine, additivity(
+            found.values, found.base_value, output, SHAP_RELATIVE_TOLERANCE * scale
+        )
+    except CheckFailed as exc:
+        raise Unavailable(f"self-check failed: {exc}") from exc
+
+
+def exact(model: LoadedModel, space: str, background: pd.DataFrame) -> tuple[Any, Check]:
+    n_features = len(model.manifest.features)
+    if n_features > MAX_FEATURES:
+        raise Unavailable(
+            f"exact enumeration needs at most {MAX_FEATURES} features; this model has {n_features}"
+        )
+    engine = ExactShap(model.predictor, background, space)
+    probe = probe_rows(model).iloc[:1]
+    found = engine.explain(probe)
+    output = model.predictor.output(probe, space)
+    scale = np.abs(output) + np.abs(found.values).sum(axis=1) + abs(found.base_value)
+    tolerance = gamma(2 ** (n_features + 1), FLOAT64_ROUNDOFF) * scale
+    return engine, additivity(found.values, found.base_value, output, tolerance)
