@@ -10,6 +10,7 @@ over trees, plus ``offset``, is the model's output for the favourable class in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -63,6 +64,10 @@ class TreeEnsemble:
     roundoff: float  # unit roundoff of the library's own leaf sum
     library: str
     offset: float = 0.0
+    # a library's own input step (HistGradientBoosting's category encoder): the matrix the
+    # trees see, and for each of its columns the design column it comes from
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None
+    columns: np.ndarray | None = None
 
     def with_offset(self, offset: float) -> TreeEnsemble:
         return replace(self, offset=offset)
@@ -73,6 +78,8 @@ class TreeEnsemble:
 
     def design(self, matrix: np.ndarray) -> np.ndarray:
         """The design matrix as the library compares it (float32-rounded where it is)."""
+        if self.prepare is not None:
+            matrix = self.prepare(np.asarray(matrix, dtype=float))
         matrix = np.asarray(matrix, dtype=float)
         if self.input_float32:
             matrix = matrix.astype(np.float32).astype(np.float64)

@@ -119,6 +119,8 @@ def _build(predictor: Predictor, reference: pd.DataFrame) -> NativeTrees:
     if players is None:
         raise UnsupportedModel("design columns cannot be mapped back to raw features")
     n_features = len(predictor.manifest.features)
+    if ensemble.columns is not None:
+        players = [players[c] for c in ensemble.columns]
     layout = build_layout(ensemble, players)
     space = ensemble.native_space
     trees = NativeTrees(ensemble, layout, 0.0, 0.0, 0.0)

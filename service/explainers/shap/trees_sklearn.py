@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -82,15 +83,21 @@ def _cart(tree: Any, scale: float, class_index: int | None) -> Tree:
 
 
 def _hist_gradient_boosting(estimator: Any, sign: float) -> TreeEnsemble:
-    name = type(estimator).__name__
-    if getattr(estimator, "_preprocessor", None) is not None:
-        raise UnsupportedModel(f"{name} encodes its own (pandas) categorical input")
     if any(len(group) != 1 for group in estimator._predictors):
         raise UnsupportedModel("only one tree per iteration (binary or regression)")
     known, feature_map = estimator._bin_mapper.make_known_categories_bitsets()
     trees = [_hist_tree(group[0], known, feature_map, sign) for group in estimator._predictors]
     space = "log_odds" if hasattr(estimator, "classes_") else "raw"
-    return TreeEnsemble(trees, space, False, FLOAT64_ROUNDOFF, name)
+    ensemble = TreeEnsemble(trees, space, False, FLOAT64_ROUNDOFF, type(estimator).__name__)
+    encoder = getattr(estimator, "_preprocessor", None)
+    if encoder is None:
+        return ensemble
+    # categorical columns are ordinal-encoded (unknown -> NaN) and moved first
+    categorical = np.asarray(estimator.is_categorical_, dtype=bool)
+    columns = np.empty(categorical.size, dtype=np.int64)
+    columns[encoder.output_indices_["encoder"]] = np.flatnonzero(categorical)
+    columns[encoder.output_indices_["numerical"]] = np.flatnonzero(~categorical)
+    return replace(ensemble, prepare=encoder.transform, columns=columns)
 
 
 def _hist_tree(predictor: Any, known: np.ndarray, feature_map: np.ndarray, sign: float) -> Tree:

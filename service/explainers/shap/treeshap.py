@@ -3,14 +3,12 @@ sum, against a background summarised once per leaf (see ``kernels``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 
 from service.explainers.shap import kernels
 from service.explainers.shap.attribution import Attributions
-from service.explainers.shap.layout import MAX_PATH_PLAYERS, build_layout
+from service.explainers.shap.layout import MAX_PATH_PLAYERS
 from service.explainers.shap.native import NativeTrees
 from service.registry.predictors import Predictor
 
@@ -20,18 +18,12 @@ COEF_A, COEF_B = kernels.coefficients(MAX_PATH_PLAYERS)
 class NativeTreeShap:
     """Exact interventional Shapley values of the model's output in its trees' native
     space (log-odds for boosters, probability for forests of classifiers, raw for
-    regressors). ``players`` maps design columns to players (default: raw features)."""
+    regressors); the players are the raw features."""
 
-    def __init__(
-        self,
-        trees: NativeTrees,
-        predictor: Predictor,
-        background: pd.DataFrame,
-        players: Sequence[int] | None = None,
-    ) -> None:
+    def __init__(self, trees: NativeTrees, predictor: Predictor, background: pd.DataFrame) -> None:
         self.trees, self.predictor = trees, predictor
-        self.layout = trees.layout if players is None else build_layout(trees.ensemble, players)
-        self.n_players = len(predictor.manifest.features) if players is None else len(players)
+        self.layout = trees.layout
+        self.n_players = len(predictor.manifest.features)
         design = trees.design(predictor, background)
         layout = self.layout
         passed = kernels.passed_players(design, *layout.path_arrays(), *layout.node_arrays())
