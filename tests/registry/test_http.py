@@ -134,7 +134,11 @@ def test_registering_a_booster_makes_it_listed_and_explainable(
         assert shap["evidence"]["algorithm"] == "tree"
         assert shap["output_space"] == "log_odds"
         assert shap["evidence"]["additivity_error"] < 1e-6
-        assert shap["reference"] == {"rows": REFERENCE_ROWS, "source": "toy reference rows"}
+        assert shap["reference"] == {
+            "rows": REFERENCE_ROWS,
+            "source": "toy reference rows",
+            "selection": f"all {REFERENCE_ROWS} reference rows",
+        }
         base, phi = brute_force_shapley(xgb.raw_margin, reference, raw.iloc[0])
         assert shap["base_value"] == pytest.approx(base, abs=1e-6)
         got = {a["feature"]: a["contribution"] for a in shap["attributions"]}
