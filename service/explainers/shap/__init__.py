@@ -26,6 +26,7 @@ from service.registry.loaded import LoadedModel
 Engine = NativeTreeShap | TreeShap | LinearShap | ExactShap | PermutationShap
 
 EXACT_MAX_EVALUATIONS = 2**18  # model evaluations per explained row, default background
+TREE_ENUMERATION_BUDGET = 2**22  # background rows x coalitions when the trees are enumerated
 
 
 class ShapExplainer(Explainer):
@@ -99,7 +100,11 @@ class ShapExplainer(Explainer):
     def _exact(self, requested: str) -> None:
         n_features = len(self.model.manifest.features)
         reference = self.model.reference
-        rows = self.options.background_rows or max(1, EXACT_MAX_EVALUATIONS >> n_features)
+        over_trees = n_features <= EXACT_MAX_FEATURES and candidates.tree_enumeration_available(
+            self.model, self.space
+        )
+        budget = TREE_ENUMERATION_BUDGET if over_trees else EXACT_MAX_EVALUATIONS
+        rows = self.options.background_rows or max(1, budget >> n_features)
         chosen = background(reference, rows, self.population)
         sampled = min(len(reference), self.options.background_rows or DEFAULT_BACKGROUND_ROWS)
         exact_cost = 2**n_features * len(chosen.rows)

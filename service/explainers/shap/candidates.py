@@ -22,6 +22,7 @@ from service.explainers.shap.exact import MAX_FEATURES, ExactShap
 from service.explainers.shap.linear import LinearShap
 from service.explainers.shap.native import NativeTrees, native_trees
 from service.explainers.shap.tree import TreeShap
+from service.explainers.shap.tree_exact import LINKS, TreeEnumeration
 from service.explainers.shap.treeshap import NativeTreeShap
 from service.registry.loaded import LoadedModel
 
@@ -198,16 +199,61 @@ def shap_tree(model: LoadedModel, space: str, background: pd.DataFrame) -> tuple
         raise Unavailable(f"self-check failed: {exc}") from exc
 
 
+def tree_enumeration_available(model: LoadedModel, space: str) -> bool:
+    """Whether the parsed trees can stand in for the model in an exact enumeration."""
+    if model.predictor.tree_model() is None:
+        return False
+    try:
+        trees = own_trees(model)
+    except ValueError:
+        return False
+    return trees.native_space == space or (trees.native_space, space) in LINKS
+
+
 def exact(model: LoadedModel, space: str, background: pd.DataFrame) -> tuple[Any, Check]:
+    """Every coalition enumerated: over the parsed trees where they reproduce the model
+    (checked like the native engine), else by calling the model on every hybrid row."""
     n_features = len(model.manifest.features)
     if n_features > MAX_FEATURES:
         raise Unavailable(
             f"exact enumeration needs at most {MAX_FEATURES} features; this model has {n_features}"
         )
-    engine = ExactShap(model.predictor, background, space)
-    probe = probe_rows(model).iloc[:1]
+    predictor = model.predictor
+    probe = probe_rows(model)
+    if tree_enumeration_available(model, space):
+        trees = own_trees(model)
+        engine: Any = TreeEnumeration(trees, predictor, background, space)
+        found = engine.explain(probe)
+        try:
+            return engine, worst(
+                [
+                    Check(
+                        "predictions of the parsed trees", trees.parse_error, trees.parse_tolerance
+                    ),  # fmt: skip
+                    additivity(
+                        found.values,
+                        found.base_value,
+                        predictor.output(probe, space),
+                        engine.tolerance(probe),
+                    ),  # fmt: skip
+                    brute_force_pairs(
+                        lambda x, r: (
+                            TreeEnumeration(trees, predictor, r, space).explain(x).values,
+                            0.0,
+                        ),  # fmt: skip
+                        lambda frame: predictor.output(frame, space),
+                        engine.tolerance,
+                        probe,
+                        background,
+                    ),
+                ]
+            )
+        except CheckFailed as exc:
+            raise Unavailable(f"self-check of the enumeration over the trees: {exc}") from exc
+    engine = ExactShap(predictor, background, space)
+    probe = probe.iloc[:1]
     found = engine.explain(probe)
-    output = model.predictor.output(probe, space)
+    output = predictor.output(probe, space)
     scale = np.abs(output) + np.abs(found.values).sum(axis=1) + abs(found.base_value)
     tolerance = gamma(2 ** (n_features + 1), FLOAT64_ROUNDOFF) * scale
     return engine, additivity(found.values, found.base_value, output, tolerance)
