@@ -178,3 +178,30 @@ def test_exact_enumeration_is_refused_for_many_features(demo_store: ModelStore) 
     issue = raised.value.issues[0]
     assert issue.loc == ("body", "options", "shap", "algorithm")
     assert "at most 12 features" in issue.msg and "20" in issue.msg
+
+
+def test_every_step_down_is_said_and_the_background_named(demo_store: ModelStore) -> None:
+    model = LoadedModel.load(demo_store.get("german-credit"))
+    tree = ShapExplainer(model, ShapOptions())
+    assert tree.summary() == {
+        "algorithm": "tree",
+        "fallback_reason": None,
+        "self_check_error": tree.check.error if tree.check else None,
+        "self_check_tolerance": tree.check.tolerance if tree.check else None,
+        "background": {"rows": 200, "selection": "all 200 reference rows"},
+    }
+    assert tree.implementation == "native"
+    assert 0 <= tree.summary()["self_check_error"] <= tree.summary()["self_check_tolerance"]
+    assert tree.summary()["self_check_tolerance"] < 1e-9  # a float64 model
+    sampled = ShapExplainer(model, ShapOptions(output="probability"))
+    summary = sampled.summary()
+    assert summary["algorithm"] == "sampling" and summary["self_check_error"] is None
+    assert "at most 12 features; this model has 20" in summary["fallback_reason"]
+    assert summary["background"]["rows"] == 50
+    frame = model.frame([model.reference.iloc[0].to_dict()])
+    result = sampled.explain(frame, seeds=[3])[0]
+    assert result["evidence"]["fallback_reason"] == summary["fallback_reason"]
+    assert result["reference"]["rows"] == 50
+    assert result["reference"]["selection"].startswith("random sample of 50 of the 200")
+    # asked for explicitly, sampling is no fallback
+    assert ShapExplainer(model, ShapOptions(algorithm="sampling")).fallback_reason is None

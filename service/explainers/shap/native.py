@@ -148,10 +148,11 @@ def _build(predictor: Predictor, reference: pd.DataFrame) -> NativeTrees:
 def hybrids(rows: pd.DataFrame, count: int, seed: int = HYBRID_SEED) -> pd.DataFrame:
     """Rows mixing the raw features of random pairs of ``rows`` (seeded)."""
     rng = np.random.default_rng(seed)
-    first = rows.iloc[rng.integers(0, len(rows), count)].reset_index(drop=True)
-    second = rows.iloc[rng.integers(0, len(rows), count)].reset_index(drop=True)
+    first = rng.integers(0, len(rows), count)
+    second = rng.integers(0, len(rows), count)
     take = rng.random((count, rows.shape[1])) < 0.5
-    out = first.copy()
+    columns = {}
     for j, name in enumerate(rows.columns):
-        out[name] = first[name].where(~pd.Series(take[:, j]), second[name])
-    return out.astype(rows.dtypes.to_dict())
+        values = rows[name].to_numpy()
+        columns[name] = np.where(take[:, j], values[second], values[first])
+    return pd.DataFrame(columns).astype(rows.dtypes.to_dict())
