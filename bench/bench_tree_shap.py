@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.explainers.shap.candidates import own_trees  # noqa: E402
+from service.explainers.shap.native import own_trees  # noqa: E402
 from service.explainers.shap.treeshap import NativeTreeShap  # noqa: E402
 from service.registry.loaded import LoadedModel  # noqa: E402
 from service.registry.store import ModelStore  # noqa: E402
@@ -143,7 +143,7 @@ def compile_seconds() -> float:
     """First explanation in a fresh process with an empty numba cache (cold compile)."""
     code = (
         "import time; t = time.perf_counter();"
-        "from bench.bench_tree_shap import demo_model; from service.explainers.shap.candidates "
+        "from bench.bench_tree_shap import demo_model; from service.explainers.shap.native "
         "import own_trees; from service.explainers.shap.treeshap import NativeTreeShap;"
         "m = demo_model(); e = NativeTreeShap(own_trees(m), m.predictor, m.reference);"
         "e.explain(m.reference.iloc[:1]); print(time.perf_counter() - t)"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from service.errors import invalid
 from service.explainers.base import Explainer
-from service.explainers.shap import candidates
+from service.explainers.shap import candidates, shap_reference
 from service.explainers.shap.attribution import Attributions
 from service.explainers.shap.background import Background, background
 from service.explainers.shap.checks import Check
@@ -68,7 +68,7 @@ class ShapExplainer(Explainer):
         ):
             self._try("tree", "native TreeSHAP engine", candidates.native, whole, "native")
             if self.engine is None:
-                self._try("tree", "shap TreeExplainer", candidates.shap_tree, whole, "shap")
+                self._try("tree", "shap TreeExplainer", shap_reference.shap_tree, whole, "shap")
                 if self.engine is not None:
                     self.fallback_reason = "; ".join(self._reasons) + "; shap's TreeSHAP used"
         self._refuse_unless(requested, "tree")

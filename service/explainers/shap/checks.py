@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from service.registry.loaded import LoadedModel
+
 PAIR_FEATURES = 10  # brute force over at most 2**10 coalitions per pair
+VERIFY_ROWS = 5
 
 
 class CheckFailed(ValueError):
@@ -35,6 +38,11 @@ class Check:
                 f"{name}: error {check.error:.3g} exceeds the tolerance {check.tolerance:.3g}"
             )
         return check
+
+
+def probe_rows(model: LoadedModel) -> pd.DataFrame:
+    """The reference rows every self-check explains."""
+    return model.reference.iloc[:VERIFY_ROWS]
 
 
 def worst(checks: list[Check]) -> Check:

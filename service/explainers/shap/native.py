@@ -18,6 +18,7 @@ from service.explainers.shap.ensemble import (
     gamma,
 )
 from service.explainers.shap.layout import Layout, build_layout
+from service.registry.loaded import LoadedModel
 from service.registry.predictors import Predictor
 
 HYBRID_ROWS = 64
@@ -90,6 +91,13 @@ def native_trees(predictor: Predictor, reference: Callable[[], pd.DataFrame]) ->
     if isinstance(cached, UnsupportedModel):
         raise cached
     return cached
+
+
+def own_trees(model: LoadedModel) -> NativeTrees:
+    """The version's trees, calibrated on its own reference rows (not a baseline subset)."""
+    return native_trees(
+        model.predictor, lambda: LoadedModel(model.version, model.predictor).reference
+    )
 
 
 def parse(predictor: Predictor) -> TreeEnsemble:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from service.explainers.shap import kernels
+from service.explainers.shap import kernels, kernels_exact
 from service.explainers.shap.attribution import Attributions
 from service.explainers.shap.native import NativeTrees
 from service.registry.predictors import Predictor
@@ -30,7 +30,7 @@ class TreeEnumeration:
         layout = trees.layout
         design = trees.design(predictor, background)
         passed = kernels.passed_players(design, *layout.path_arrays(), *layout.node_arrays())
-        self.bg_passed = kernels.to_global(passed, layout.player_start, layout.players)
+        self.bg_passed = kernels_exact.to_global(passed, layout.player_start, layout.players)
         m = self.n_players
         self.weights = np.array(
             [math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m) for s in range(m)]
@@ -62,7 +62,7 @@ class TreeEnumeration:
     def explain(self, frame: pd.DataFrame) -> Attributions:
         layout = self.trees.layout
         design = self.trees.design(self.predictor, frame)
-        values = kernels.enumerate_coalitions(
+        values = kernels_exact.enumerate_coalitions(
             design, self.n_players, self.trees.ensemble.offset, self.link, layout.leaf_value,
             *layout.path_arrays(), layout.player_start, layout.players, self.bg_passed,
             self.weights, *layout.node_arrays(),
