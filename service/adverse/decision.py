@@ -91,7 +91,6 @@ class AdverseActionEngine:
             },
         }
 
-
     def _attribution_notes(self) -> dict[str, Any]:
         notes: dict[str, Any] = {}
         if self.shap.implementation is not None:
