@@ -220,8 +220,9 @@ def test_probability_output_is_enumerated_exactly_and_tree_is_refused(
             lambda f: model.predictor.probability(f), model.reference, frame.iloc[i]
         )
         got = {a["feature"]: a["contribution"] for a in result["attributions"]}
-        np.testing.assert_allclose([got[n] for n in model.manifest.feature_names], phi, atol=1e-9)
-        assert result["base_value"] == pytest.approx(base, abs=1e-9)
+        # enumerated over the trees in float64; the booster's own probabilities are float32
+        np.testing.assert_allclose([got[n] for n in model.manifest.feature_names], phi, atol=1e-6)
+        assert result["base_value"] == pytest.approx(base, abs=1e-6)
     with pytest.raises(InvalidRequestError) as caught:
         ShapExplainer(model, ShapOptions(output="probability", algorithm="tree"))
     assert caught.value.issues[0].loc == ("body", "options", "shap", "algorithm")
