@@ -125,12 +125,18 @@ def run_task(spec: TaskSpec) -> TaskResult:
 
 
 def describe(model: LoadedModel) -> dict[str, Any]:
-    """What the gateway shows about a loaded version: methods and SHAP algorithm."""
+    """What the gateway shows about a loaded version: methods, and per output space the
+    SHAP algorithm chosen with its self-check and background (``ShapExplainer.summary``)."""
     methods = sorted(m for m, cls in METHODS.items() if cls.supports(model))
     shap = _explainer(model, "shap", None)
+    spaces: dict[str, Any] = {shap.space: shap.summary()}  # type: ignore[attr-defined]
+    if model.predictor.is_classifier:
+        other = _explainer(model, "shap", {"output": "probability"})
+        spaces["probability"] = other.summary()  # type: ignore[attr-defined]
     return {
         "methods": methods,
         "shap_algorithm": getattr(shap, "algorithm", None),
+        "shap": spaces,
         "reference_rows": len(model.reference),
     }
 

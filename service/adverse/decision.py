@@ -29,7 +29,9 @@ class AdverseActionEngine:
         self.threshold = model.manifest.decision_threshold
         self.baseline = policy_baseline(model, options.baseline or model.manifest.policy_baseline)
         self.shap = ShapExplainer(
-            model.with_reference(self.baseline.rows), ShapOptions(output="log_odds")
+            model.with_reference(self.baseline.rows),
+            ShapOptions(output="log_odds"),
+            population="baseline rows",
         )
         self.recourse = (
             RecourseFinder(model, options.recourse) if options.recourse.enabled else None
@@ -75,6 +77,8 @@ class AdverseActionEngine:
                 "method": self.shap.algorithm,
                 "output_space": shap["output_space"],
                 "base_value": shap["base_value"],
+                "background": self.shap.background.summary(),
+                **self._attribution_notes(),
             },
             "reasons": reasons,
             "proxy_warning": warning,
@@ -86,6 +90,14 @@ class AdverseActionEngine:
                 "seed": seed,
             },
         }
+
+    def _attribution_notes(self) -> dict[str, Any]:
+        notes: dict[str, Any] = {}
+        if self.shap.implementation is not None:
+            notes["implementation"] = self.shap.implementation
+        if self.shap.fallback_reason:
+            notes["fallback_reason"] = self.shap.fallback_reason
+        return notes
 
 
 def notice_text(model: LoadedModel, document: dict[str, Any]) -> str | None:

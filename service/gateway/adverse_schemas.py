@@ -79,10 +79,26 @@ class BaselineInfo(BaseModel):
     description: str
 
 
+class BackgroundUsed(BaseModel):
+    rows: int = Field(..., description="Rows the attribution was measured against.")
+    selection: str = Field(
+        ..., description="How they were chosen: all baseline rows, or a seeded sample."
+    )
+
+
 class AttributionInfo(BaseModel):
-    method: str = Field(..., description="tree (TreeSHAP), linear, exact or sampling.")
+    method: Literal["tree", "linear", "exact", "sampling"] = Field(
+        ..., description="tree (TreeSHAP), linear, exact (enumeration) or sampling."
+    )
     output_space: str
-    base_value: float = Field(..., description="Mean model output over the baseline.")
+    base_value: float = Field(..., description="Mean model output over the background.")
+    background: BackgroundUsed
+    implementation: Literal["native", "shap"] | None = Field(
+        None, description="TreeSHAP only: the service's engine or shap's TreeExplainer."
+    )
+    fallback_reason: str | None = Field(
+        None, description="Why an exact algorithm (or the native engine) was not used."
+    )
 
 
 class ProxyFeature(BaseModel):

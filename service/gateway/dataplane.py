@@ -115,6 +115,7 @@ class DataPlane:
             ],
             methods=described["methods"],
             shap_algorithm=described["shap_algorithm"],
+            shap=described.get("shap", {}),
             reference_rows=described["reference_rows"],
             metrics=manifest.metrics,
         )

@@ -85,8 +85,20 @@ class ShapFeature(BaseModel):
     values: list[str | float] = Field(..., description="The feature's value in each row.")
 
 
+class ShapBackground(BaseModel):
+    rows: int
+    selection: str = Field(..., description="All reference rows, or a seeded sample.")
+
+
 class ShapImportance(BaseModel):
     algorithm: str
+    implementation: Literal["native", "shap"] | None = Field(
+        None, description="TreeSHAP only: the service's engine or shap's TreeExplainer."
+    )
+    fallback_reason: str | None = Field(
+        None, description="Why an exact algorithm (or the native engine) was not used."
+    )
+    background: ShapBackground = Field(..., description="The rows SHAP is measured against.")
     output_space: str
     base_value: float | None
     max_additivity_error: float | None

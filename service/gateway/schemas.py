@@ -116,6 +116,12 @@ class ReferenceInfo(BaseModel):
     source: str
 
 
+class ShapReference(ReferenceInfo):
+    selection: str = Field(
+        ..., description="How the background rows were chosen: all, or a seeded sample."
+    )
+
+
 class ShapEvidence(BaseModel):
     algorithm: Literal["tree", "linear", "exact", "sampling"]
     model_output: float = Field(..., description="f(x) in the output space.")
@@ -123,8 +129,12 @@ class ShapEvidence(BaseModel):
     permutations: int | None = None
     seed: int | None = None
     max_std_error: float | None = None
+    implementation: Literal["native", "shap"] | None = Field(
+        None, description="TreeSHAP only: the service's engine or shap's TreeExplainer."
+    )
     fallback_reason: str | None = Field(
-        None, description="Why an exact algorithm was not used, when one was tried."
+        None,
+        description="Why an exact algorithm (or the native TreeSHAP engine) was not used.",
     )
 
 
@@ -132,7 +142,7 @@ class ShapExplanation(BaseModel):
     base_value: float
     output_space: Literal["log_odds", "probability", "raw"]
     perturbation: Literal["interventional"]
-    reference: ReferenceInfo
+    reference: ShapReference
     attributions: list[Attribution]
     evidence: ShapEvidence
 
@@ -357,6 +367,25 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
+class ShapBackgroundInfo(BaseModel):
+    rows: int
+    selection: str
+
+
+class ShapChoice(BaseModel):
+    algorithm: Literal["tree", "linear", "exact", "sampling"]
+    fallback_reason: str | None = Field(
+        ..., description="Why an exact algorithm (or the native TreeSHAP engine) was not used."
+    )
+    self_check_error: float | None = Field(
+        ..., description="Worst error of the algorithm's self-check on reference rows."
+    )
+    self_check_tolerance: float | None = Field(
+        ..., description="The tolerance it had to meet, from the model's own arithmetic."
+    )
+    background: ShapBackgroundInfo
+
+
 class ModelDetail(ModelSummary):
     version: str = Field(..., description="The version described below (latest unless pinned).")
     classes: list[str] | None
@@ -366,6 +395,11 @@ class ModelDetail(ModelSummary):
     features: list[FeatureSchema]
     methods: list[str]
     shap_algorithm: str | None
+    shap: dict[str, ShapChoice] = Field(
+        default_factory=dict,
+        description="Per output space (log_odds and probability, or raw): the SHAP algorithm "
+        "chosen by default, its self-check and background.",
+    )
     reference_rows: int
     metrics: dict[str, float]
 

@@ -27,6 +27,10 @@ TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset(
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "collections.OrderedDict",
+        # HistGradientBoosting with categorical_features validates its numeric columns with
+        # partial(check_array, ...) inside its own ColumnTransformer
+        "functools.partial",
+        "sklearn.utils.validation.check_array",
     }
 )
 

@@ -241,3 +241,21 @@ def test_numeric_grid_uses_distinct_values_when_few(demo: dict[str, LoadedModel]
     model = demo["german-credit"]
     feature = model.manifest.feature("installment_rate_in_percentage_of_disposable_income")
     assert grid(model.reference[feature.name], feature, 20) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_sampled_global_shap_says_why_and_names_its_background(
+    demo: dict[str, LoadedModel],
+) -> None:
+    """Probability output of the 20-feature tree model: TreeSHAP does not apply and
+    enumeration is out of reach, so it is sampled, and the section says so."""
+    model = demo["german-credit"]
+    options = {"shap_importance": {"output": "probability", "max_rows": 4}}
+    document = run_global(model, ["shap_importance"], options, [], None, 5, shap_factory(model))
+    section = document["shap_importance"]
+    assert section["algorithm"] == "sampling"
+    assert "log_odds output, not to probability" in section["fallback_reason"]
+    assert "at most 12 features" in section["fallback_reason"]
+    assert section["background"] == {
+        "rows": 50,
+        "selection": "random sample of 50 of the 200 reference rows (seed 0)",
+    }

@@ -56,13 +56,22 @@ def test_exact_algorithms_equal_brute_force_shapley(
         assert result["output_space"] == output
 
 
-def test_forest_log_odds_is_not_passed_off_as_tree_shap(
-    small_models: dict[str, LoadedModel],
+def test_forest_log_odds_is_enumerated_exactly_not_passed_off_as_tree_shap(
+    small_models: dict[str, LoadedModel], probe_rows: pd.DataFrame
 ) -> None:
-    """A forest's trees output probabilities; in log-odds the service must not claim TreeSHAP."""
-    explainer = ShapExplainer(small_models["forest"], ShapOptions(output="log_odds"))
-    assert explainer.algorithm == "sampling"
-    assert "tree" in (explainer.fallback_reason or "")
+    """A forest's trees sum to probabilities; in log-odds TreeSHAP does not apply, so the
+    service enumerates the coalitions (5 features) and refuses an explicit 'tree'."""
+    model = small_models["forest"]
+    explainer = ShapExplainer(model, ShapOptions(output="log_odds"))
+    assert explainer.algorithm == "exact" and explainer.fallback_reason is None
+    frame = model.frame(probe_rows.iloc[:2].to_dict("records"))
+    for i, result in enumerate(explainer.explain(frame, seeds=[0, 0])):
+        phi, base = exact_shapley(
+            lambda f: model.predictor.margin(f), frame.iloc[[i]], explainer.background.rows
+        )
+        np.testing.assert_allclose(contributions(result, model.manifest.feature_names), phi,
+                                   atol=1e-9)  # fmt: skip
+        assert result["base_value"] == pytest.approx(base, abs=1e-9)
     with pytest.raises(InvalidRequestError) as raised:
         ShapExplainer(small_models["forest"], ShapOptions(output="log_odds", algorithm="tree"))
     assert raised.value.issues[0].loc == ("body", "options", "shap", "algorithm")
@@ -75,7 +84,7 @@ def test_sampling_standard_errors_cover_the_true_error(
     """contribution +- 1.96 std_error covers the exact Shapley value for >= 90% of features
     over repeated seeds (default permutations and more)."""
     model = small_models["mlp"]
-    explainer = ShapExplainer(model, ShapOptions(permutations=permutations))
+    explainer = ShapExplainer(model, ShapOptions(algorithm="sampling", permutations=permutations))
     assert explainer.algorithm == "sampling"
     frame = model.frame(probe_rows.iloc[:3].to_dict("records"))
     names = model.manifest.feature_names
@@ -99,9 +108,10 @@ def test_sampling_is_reproducible_by_seed(
 ) -> None:
     model = small_models["mlp"]
     frame = model.frame(probe_rows.iloc[:1].to_dict("records"))
-    first = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[7])
-    again = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[7])
-    other = ShapExplainer(model, ShapOptions()).explain(frame, seeds=[8])
+    sampling = ShapOptions(algorithm="sampling")
+    first = ShapExplainer(model, sampling).explain(frame, seeds=[7])
+    again = ShapExplainer(model, sampling).explain(frame, seeds=[7])
+    other = ShapExplainer(model, sampling).explain(frame, seeds=[8])
     assert first == again
     assert first != other
 
@@ -168,3 +178,30 @@ def test_exact_enumeration_is_refused_for_many_features(demo_store: ModelStore) 
     issue = raised.value.issues[0]
     assert issue.loc == ("body", "options", "shap", "algorithm")
     assert "at most 12 features" in issue.msg and "20" in issue.msg
+
+
+def test_every_step_down_is_said_and_the_background_named(demo_store: ModelStore) -> None:
+    model = LoadedModel.load(demo_store.get("german-credit"))
+    tree = ShapExplainer(model, ShapOptions())
+    assert tree.summary() == {
+        "algorithm": "tree",
+        "fallback_reason": None,
+        "self_check_error": tree.check.error if tree.check else None,
+        "self_check_tolerance": tree.check.tolerance if tree.check else None,
+        "background": {"rows": 200, "selection": "all 200 reference rows"},
+    }
+    assert tree.implementation == "native"
+    assert 0 <= tree.summary()["self_check_error"] <= tree.summary()["self_check_tolerance"]
+    assert tree.summary()["self_check_tolerance"] < 1e-9  # a float64 model
+    sampled = ShapExplainer(model, ShapOptions(output="probability"))
+    summary = sampled.summary()
+    assert summary["algorithm"] == "sampling" and summary["self_check_error"] is None
+    assert "at most 12 features; this model has 20" in summary["fallback_reason"]
+    assert summary["background"]["rows"] == 50
+    frame = model.frame([model.reference.iloc[0].to_dict()])
+    result = sampled.explain(frame, seeds=[3])[0]
+    assert result["evidence"]["fallback_reason"] == summary["fallback_reason"]
+    assert result["reference"]["rows"] == 50
+    assert result["reference"]["selection"].startswith("random sample of 50 of the 200")
+    # asked for explicitly, sampling is no fallback
+    assert ShapExplainer(model, ShapOptions(algorithm="sampling")).fallback_reason is None

@@ -206,12 +206,23 @@ def test_tree_shap_is_exact_and_matches_brute_force_shapley(
     assert max(abs(a["contribution"]) for r in results for a in r["attributions"]) > 0.1
 
 
-def test_probability_output_falls_back_to_sampling_and_tree_is_refused(
+def test_probability_output_is_enumerated_exactly_and_tree_is_refused(
     registry: tuple[Path, dict[str, Registered]], store: ModelStore
 ) -> None:
+    """A booster's probability is not a sum of tree outputs: TreeSHAP does not apply, and
+    with 3 features the service enumerates every coalition instead of sampling."""
     model = _loaded(store, registry[1]["xgb-json"])
-    sampled = ShapExplainer(model, ShapOptions(output="probability"))
-    assert sampled.algorithm == "sampling"
+    explainer = ShapExplainer(model, ShapOptions(output="probability"))
+    assert explainer.algorithm == "exact" and explainer.fallback_reason is None
+    frame = _frame(model, _instances(registry[1]["xgb-json"])[:2])
+    for i, result in enumerate(explainer.explain(frame, seeds=[0, 0])):
+        base, phi = brute_force_shapley(
+            lambda f: model.predictor.probability(f), model.reference, frame.iloc[i]
+        )
+        got = {a["feature"]: a["contribution"] for a in result["attributions"]}
+        # enumerated over the trees in float64; the booster's own probabilities are float32
+        np.testing.assert_allclose([got[n] for n in model.manifest.feature_names], phi, atol=1e-6)
+        assert result["base_value"] == pytest.approx(base, abs=1e-6)
     with pytest.raises(InvalidRequestError) as caught:
         ShapExplainer(model, ShapOptions(output="probability", algorithm="tree"))
     assert caught.value.issues[0].loc == ("body", "options", "shap", "algorithm")
@@ -246,28 +257,30 @@ def _register_in_process(candidate: Candidate, models: Path) -> LoadedModel:
     return LoadedModel.load(version)
 
 
-def test_xgboost_native_categorical_splits_fall_back_to_sampling(tmp_path: Path) -> None:
-    """shap 0.51 refuses interventional TreeSHAP on XGBoost categorical splits; the service
-    must then sample (exactly additive), and refuse an explicit 'tree' with a 422."""
+def test_xgboost_native_categorical_splits_are_explained_exactly(tmp_path: Path) -> None:
+    """shap 0.51 refuses interventional TreeSHAP on XGBoost categorical splits; the native
+    engine reads them and its values equal brute-force Shapley values."""
     candidate, model = _native_xgboost(tmp_path / "native")
-    frame = _frame(model, candidate.instances(ROWS[:2]))
+    frame = _frame(model, candidate.instances(ROWS))
     np.testing.assert_allclose(
         model.predictor.margin(frame), candidate.raw_margin(frame), rtol=0, atol=1e-12
     )
-    explainer = ShapExplainer(model, ShapOptions(permutations=8))
-    assert explainer.algorithm == "sampling"
-    for result in explainer.explain(frame, seeds=[1, 2]):
-        # a sampling estimate telescopes: still additive up to float error
-        assert result["evidence"]["additivity_error"] < 1e-9
-        assert result["evidence"]["permutations"] == 8
-    with pytest.raises(InvalidRequestError):
-        ShapExplainer(model, ShapOptions(algorithm="tree"))
+    explainer = ShapExplainer(model, ShapOptions())
+    assert (explainer.algorithm, explainer.implementation) == ("tree", "native")
+    assert explainer.fallback_reason is None
+    names = model.manifest.feature_names
+    for i, result in enumerate(explainer.explain(frame, seeds=[0] * len(frame))):
+        base, phi = brute_force_shapley(candidate.raw_margin, model.reference, frame.iloc[i])
+        got = {a["feature"]: a["contribution"] for a in result["attributions"]}
+        np.testing.assert_allclose([got[n] for n in names], phi, rtol=0, atol=2e-5)
+        assert result["evidence"]["additivity_error"] < 2e-5
+    assert ShapExplainer(model, ShapOptions(algorithm="tree")).implementation == "native"
 
 
-def test_lightgbm_native_categorical_splits_are_not_explained_wrongly(tmp_path: Path) -> None:
+def test_lightgbm_native_categorical_splits_are_explained_exactly(tmp_path: Path) -> None:
     """shap 0.51 encodes a LightGBM categorical split on category c as 2**(c-1), so its
     interventional TreeSHAP values are silently wrong (additivity error ~0.1 here). The
-    service must not report them as exact 'tree' values."""
+    native engine reads the splits and equals brute-force Shapley values."""
     candidate = lightgbm_candidate(tmp_path / "native", "toy-lgb-native", categorical=True)
     dump = candidate.model.dump_model()
 
@@ -303,20 +316,18 @@ def test_lightgbm_native_categorical_splits_are_not_explained_wrongly(tmp_path: 
     )
     assert shap_error.max() > 1e-3
 
-    explainer = ShapExplainer(model, ShapOptions(permutations=8))
+    explainer = ShapExplainer(model, ShapOptions())
+    assert (explainer.algorithm, explainer.implementation) == ("tree", "native")
     results = explainer.explain(frame, seeds=list(range(len(frame))))
-    assert explainer.algorithm == "sampling"
-    for result in results:
+    names = model.manifest.feature_names
+    for i, result in enumerate(results):
         evidence = result["evidence"]
-        assert evidence["algorithm"] == "sampling"
+        assert evidence["algorithm"] == "tree" and "fallback_reason" not in evidence
         assert evidence["additivity_error"] < 1e-9
-        assert evidence["model_output"] == pytest.approx(
-            candidate.raw_margin(frame.iloc[[results.index(result)]])[0], abs=1e-12
-        )
-        assert evidence["fallback_reason"].startswith("tree:")
-    with pytest.raises(InvalidRequestError) as caught:
-        ShapExplainer(model, ShapOptions(algorithm="tree"))
-    assert caught.value.issues[0].loc == ("body", "options", "shap", "algorithm")
+        base, phi = brute_force_shapley(candidate.raw_margin, model.reference, frame.iloc[i])
+        got = {a["feature"]: a["contribution"] for a in result["attributions"]}
+        np.testing.assert_allclose([got[n] for n in names], phi, rtol=0, atol=1e-9)
+        assert result["base_value"] == pytest.approx(base, abs=1e-9)
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])

@@ -134,7 +134,11 @@ def test_registering_a_booster_makes_it_listed_and_explainable(
         assert shap["evidence"]["algorithm"] == "tree"
         assert shap["output_space"] == "log_odds"
         assert shap["evidence"]["additivity_error"] < 1e-6
-        assert shap["reference"] == {"rows": REFERENCE_ROWS, "source": "toy reference rows"}
+        assert shap["reference"] == {
+            "rows": REFERENCE_ROWS,
+            "source": "toy reference rows",
+            "selection": f"all {REFERENCE_ROWS} reference rows",
+        }
         base, phi = brute_force_shapley(xgb.raw_margin, reference, raw.iloc[0])
         assert shap["base_value"] == pytest.approx(base, abs=1e-6)
         got = {a["feature"]: a["contribution"] for a in shap["attributions"]}
@@ -238,7 +242,7 @@ NATIVE_BUG = (
 )
 
 
-def test_a_booster_with_categorical_splits_is_explained_by_sampling(
+def test_a_booster_with_categorical_splits_is_explained_exactly(
     http: httpx.Client, tmp_path: Path
 ) -> None:
     native = xgboost_native_candidate(tmp_path / "native", "toy-http-native")
@@ -246,14 +250,19 @@ def test_a_booster_with_categorical_splits_is_explained_by_sampling(
     assert response.status_code == 201, response.text  # validation only predicts
     described = http.get("/v1/models/toy-http-native")
     assert described.status_code == 200, described.text
-    assert described.json()["shap_algorithm"] == "sampling"
+    detail = described.json()
+    assert detail["shap_algorithm"] == "tree"
+    assert detail["shap"]["log_odds"]["algorithm"] == "tree"
+    assert detail["shap"]["log_odds"]["fallback_reason"] is None
+    assert detail["shap"]["probability"]["algorithm"] == "exact"
     response = http.post(
         "/v1/models/toy-http-native/explain", json={"instances": native.instances(ROWS[:1])}
     )
     assert response.status_code == 200, response.text
     shap = response.json()["results"][0]["explanations"]["shap"]
-    assert shap["evidence"]["algorithm"] == "sampling"
-    assert shap["evidence"]["additivity_error"] < 1e-9
+    assert shap["evidence"]["algorithm"] == "tree"
+    assert shap["evidence"]["implementation"] == "native"
+    assert shap["evidence"]["additivity_error"] < 2e-5
 
 
 def test_one_unexplainable_model_does_not_keep_the_service_from_ready(

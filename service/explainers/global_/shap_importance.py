@@ -43,6 +43,9 @@ def shap_importance(
     errors = [row["evidence"]["additivity_error"] for row in explained]
     return {
         "algorithm": explainer.algorithm,
+        "implementation": explainer.implementation,
+        "fallback_reason": explainer.fallback_reason,
+        "background": explainer.background.summary(),
         "output_space": explainer.space,
         "base_value": float(explained[0]["base_value"]) if explained else None,
         "max_additivity_error": float(max(errors)) if errors else None,

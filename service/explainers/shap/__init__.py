@@ -10,82 +10,138 @@ import pandas as pd
 
 from service.errors import invalid
 from service.explainers.base import Explainer
+from service.explainers.shap import candidates, shap_reference
 from service.explainers.shap.attribution import Attributions
-from service.explainers.shap.exact import DEFAULT_BACKGROUND_ROWS as EXACT_BACKGROUND_ROWS
+from service.explainers.shap.background import Background, background
+from service.explainers.shap.checks import Check
+from service.explainers.shap.exact import MAX_FEATURES as EXACT_MAX_FEATURES
 from service.explainers.shap.exact import ExactShap
 from service.explainers.shap.linear import LinearShap
 from service.explainers.shap.options import ShapOptions
 from service.explainers.shap.permutation import DEFAULT_BACKGROUND_ROWS, PermutationShap
 from service.explainers.shap.tree import TreeShap
+from service.explainers.shap.treeshap import NativeTreeShap
 from service.registry.loaded import LoadedModel
 
-BACKGROUND_SEED = 0
-VERIFY_ROWS = 5
-VERIFY_TOLERANCE = 1e-6
+Engine = NativeTreeShap | TreeShap | LinearShap | ExactShap | PermutationShap
+
+EXACT_MAX_EVALUATIONS = 2**18  # model evaluations per explained row, default background
+TREE_ENUMERATION_BUDGET = 2**22  # background rows x coalitions when the trees are enumerated
 
 
 class ShapExplainer(Explainer):
+    """Chooses the algorithm per (model, output space): the first exact engine that passes
+    its self-check on the version's reference rows (linear, native TreeSHAP, shap's
+    TreeSHAP, exact enumeration), else antithetic sampling; every step down is said in
+    ``fallback_reason``."""
+
     method: ClassVar[str] = "shap"
     Options = ShapOptions
     options: ShapOptions
 
-    def __init__(self, model: LoadedModel, options: ShapOptions) -> None:  # type: ignore[override]
+    def __init__(  # type: ignore[override]
+        self, model: LoadedModel, options: ShapOptions, population: str = "reference rows"
+    ) -> None:
         super().__init__(model, options)
         predictor = model.predictor
         self.space = _space(options.output, predictor.is_classifier)
+        self.population = population
         self.fallback_reason: str | None = None
-        self.engine: TreeShap | LinearShap | ExactShap | PermutationShap | None = None
-        candidates = {
-            "linear": lambda: LinearShap(predictor, self._background(None)),
-            "tree": lambda: TreeShap(predictor, self._background(None)),
-        }
-        for name, build in candidates.items():
-            if options.algorithm in ("auto", name) and self.engine is None:
-                self.engine, why = self._verified(build)
-                self.algorithm = name
-                if why and options.algorithm == name:
-                    raise invalid(
-                        ("body", "options", "shap", "algorithm"),
-                        f"'{name}' SHAP is not available for this model in {self.space} "
-                        f"space ({why}); use 'auto' or 'sampling'",
-                    )
-                if why and self.fallback_reason is None and "offers no" not in why:
-                    self.fallback_reason = f"{name}: {why}"
-        if self.engine is None and options.algorithm == "exact":
-            try:
-                rows = self._background(EXACT_BACKGROUND_ROWS)
-                self.engine = ExactShap(predictor, rows, self.space)
-            except ValueError as exc:
-                raise invalid(("body", "options", "shap", "algorithm"), str(exc)) from exc
-            self.algorithm = "exact"
+        self.implementation: str | None = None
+        self.check: Check | None = None
+        self.engine: Engine | None = None
+        self.algorithm = "sampling"
+        self._reasons: list[str] = []
+        requested = options.algorithm
+        whole = background(model.reference, options.background_rows, population)
+        if predictor.linear_view() is not None and requested in ("auto", "linear"):
+            self._try("linear", "linear", candidates.linear, whole)
+        self._refuse_unless(requested, "linear")
+        if (
+            self.engine is None
+            and predictor.tree_model() is not None
+            and requested
+            in (
+                "auto",
+                "tree",
+            )
+        ):
+            self._try("tree", "native TreeSHAP engine", candidates.native, whole, "native")
+            if self.engine is None:
+                self._try("tree", "shap TreeExplainer", shap_reference.shap_tree, whole, "shap")
+                if self.engine is not None:
+                    self.fallback_reason = "; ".join(self._reasons) + "; shap's TreeSHAP used"
+        self._refuse_unless(requested, "tree")
+        if self.engine is None and requested in ("auto", "exact"):
+            self._exact(requested)
+        self._refuse_unless(requested, "exact")
         if self.engine is None:
-            rows = self._background(DEFAULT_BACKGROUND_ROWS)
-            self.engine = PermutationShap(predictor, rows, self.space, options.permutations)
-            self.algorithm = "sampling"
+            self.background = background(
+                model.reference, options.background_rows or DEFAULT_BACKGROUND_ROWS, population
+            )
+            self.engine = PermutationShap(
+                predictor, self.background.rows, self.space, options.permutations
+            )
+            if requested == "auto":
+                self.fallback_reason = "; ".join(self._reasons) or None
 
-    def _verified(self, build: Any) -> tuple[TreeShap | LinearShap | None, str | None]:
-        """Build an exact engine and prove it on reference rows: its values must add up to
-        the model's own output in the requested space, else it is not used."""
-        probe = self.model.reference.iloc[:VERIFY_ROWS]
+    def _try(
+        self, algorithm: str, label: str, build: Any, chosen: Background, impl: str | None = None
+    ) -> None:
         try:
-            engine = build()
-            # shap may accept a model and only fail when computing (e.g. XGBoost
-            # categorical splits raise NotImplementedError in shap_values)
-            attributions = engine.explain(probe)
-        except Exception as exc:  # noqa: BLE001 - the capability is absent
-            return None, str(exc) or type(exc).__name__
-        expected = self.model.predictor.output(probe, self.space)
-        error = np.abs(expected - attributions.base_value - attributions.values.sum(axis=1))
-        if not np.all(error <= VERIFY_TOLERANCE * np.maximum(1.0, np.abs(expected))):
-            return None, f"its values do not add up to the model's {self.space} output"
-        return engine, None
+            self.engine, self.check = build(self.model, self.space, chosen.rows)
+        except candidates.Unavailable as exc:
+            reason = f"{label}: {exc}"
+            if not any(r.split(": ", 1)[1] == str(exc) for r in self._reasons):
+                self._reasons.append(reason)
+            return
+        self.algorithm, self.implementation, self.background = algorithm, impl, chosen
 
-    def _background(self, default_rows: int | None) -> pd.DataFrame:
+    def _exact(self, requested: str) -> None:
+        n_features = len(self.model.manifest.features)
         reference = self.model.reference
-        rows = self.options.background_rows or default_rows
-        if rows is None or rows >= len(reference):
-            return reference
-        return reference.sample(rows, random_state=BACKGROUND_SEED).reset_index(drop=True)
+        over_trees = n_features <= EXACT_MAX_FEATURES and candidates.tree_enumeration_available(
+            self.model, self.space
+        )
+        budget = TREE_ENUMERATION_BUDGET if over_trees else EXACT_MAX_EVALUATIONS
+        rows = self.options.background_rows or max(1, budget >> n_features)
+        chosen = background(reference, rows, self.population)
+        sampled = min(len(reference), self.options.background_rows or DEFAULT_BACKGROUND_ROWS)
+        exact_cost = 2**n_features * len(chosen.rows)
+        sampling_cost = self.options.permutations * (n_features + 1) * sampled
+        tree_model = self.model.predictor.tree_model() is not None
+        if requested == "auto" and not tree_model and exact_cost > sampling_cost:
+            if n_features <= EXACT_MAX_FEATURES:
+                self._reasons.append(
+                    f"exact: enumeration costs {exact_cost:,} model evaluations per row, "
+                    f"sampling {sampling_cost:,} (request algorithm 'exact' to enumerate)"
+                )
+            else:
+                self._reasons.append(
+                    f"exact: enumeration needs at most {EXACT_MAX_FEATURES} features; this "
+                    f"model has {n_features}"
+                )
+            return
+        self._try("exact", "exact", candidates.exact, chosen)
+
+    def _refuse_unless(self, requested: str, name: str) -> None:
+        if requested == name and self.engine is None:
+            why = "; ".join(self._reasons) or f"the model offers no {name} view"
+            raise invalid(
+                ("body", "options", "shap", "algorithm"),
+                f"'{name}' SHAP is not available for this model in {self.space} "
+                f"space ({why}); use 'auto' or 'sampling'",
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """What was chosen and why, for registration reports and model descriptions."""
+        return {
+            "algorithm": self.algorithm,
+            "fallback_reason": self.fallback_reason,
+            "self_check_error": None if self.check is None else self.check.error,
+            "self_check_tolerance": None if self.check is None else self.check.tolerance,
+            "background": self.background.summary(),
+        }
 
     def explain(self, frame: pd.DataFrame, seeds: list[int]) -> list[dict[str, Any]]:
         engine = self.engine
@@ -126,6 +182,8 @@ class ShapExplainer(Explainer):
             "model_output": fx,
             "additivity_error": abs(fx - part.base_value - float(np.sum(values))),
         }
+        if self.implementation is not None:
+            evidence["implementation"] = self.implementation
         if self.fallback_reason:
             evidence["fallback_reason"] = self.fallback_reason
         if isinstance(self.engine, PermutationShap):
@@ -138,8 +196,9 @@ class ShapExplainer(Explainer):
             "output_space": self.space,
             "perturbation": "interventional",
             "reference": {
-                "rows": self.engine.rows,
+                "rows": len(self.background.rows),
                 "source": self.model.manifest.reference_data.description or "reference data",
+                "selection": self.background.selection,
             },
             "attributions": attributions,
             "evidence": evidence,

@@ -15,7 +15,6 @@ from service.explainers.shap.attribution import Attributions
 from service.registry.predictors import Predictor
 
 MAX_FEATURES = 12
-DEFAULT_BACKGROUND_ROWS = 50
 
 
 class ExactShap:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from service.explainers.shap.attribution import Attributions, group_columns
+from service.explainers.shap.ensemble import FLOAT64_ROUNDOFF, gamma
 from service.registry.predictors import Predictor
 
 
@@ -30,3 +32,12 @@ class LinearShap:
         values = (design - self.mean) * self.view.coef
         grouped = group_columns(values, self.columns, len(self.predictor.manifest.features))
         return Attributions(values=grouped, base_value=self.base_value)
+
+    def tolerance(self, frame: pd.DataFrame) -> np.ndarray:
+        """Float64 rounding bound of margin = design @ coef + intercept (the model's and
+        ours), per row: one rounding per design column over the terms' magnitudes."""
+        design = self.predictor.design(frame)
+        assert design is not None
+        coef = np.abs(self.view.coef)
+        scale = np.abs(design) @ coef + np.abs(self.mean) @ coef + abs(self.view.intercept)
+        return 4 * gamma(design.shape[1] + 2, FLOAT64_ROUNDOFF) * scale

@@ -34,7 +34,8 @@ class ShapOptions(MethodOptions):
         None,
         ge=1,
         le=100_000,
-        description="Reference rows to use; default all (tree/linear) or 50 (sampling).",
+        description="Reference rows to use (a seeded sample when fewer); default all for "
+        "tree and linear, all up to an evaluation budget for exact, 50 for sampling.",
     )
 
     @model_validator(mode="after")
