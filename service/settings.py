@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         description="Distributed: a task whose worker died is redelivered after this "
         "(default 2 x job_time_limit + 30; must exceed job_time_limit).",
     )
+    reconcile_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Distributed: how often a gateway compares active jobs with the broker "
+        "and sends again chunks it lost (a lost chunk is sent again within two periods).",
+    )
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
     extra_trusted_types: list[str] = Field(
         default_factory=list,

@@ -2,7 +2,9 @@
 
 The gateway awaits jobs through one pub/sub subscription shared by all requests (no
 thread or connection parked per request); any gateway can assemble a finished job's
-response from its chunks, so a job survives the gateway that accepted it.
+response from its chunks, so a job survives the gateway that accepted it. A job's chunk
+specs are stored with its record, and the reconciler (:mod:`service.jobs.reconciler`)
+sends again any chunk the broker lost.
 """
 
 from __future__ import annotations
@@ -21,25 +23,19 @@ from redis.exceptions import RedisError
 
 from service.errors import ServiceError, UnavailableError, error_from_payload
 from service.jobs import redis_keys as keys
+from service.jobs import redis_scripts as scripts
 from service.jobs.backend import Assembler, JobView
-from service.jobs.celery_app import BATCH, INTERACTIVE, make_celery
-from service.jobs.redis_store import FINISH
+from service.jobs.broker import CeleryBroker
+from service.jobs.celery_app import BATCH, INTERACTIVE, chunk_task_id, make_celery
+from service.jobs.reconciler import Reconciler
 from service.jobs.spec import TaskSpec
 from service.jobs.store import JobState
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CREATE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' or status == 'running' or status == 'succeeded' then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[4], 'created', 1)
-return 1
-"""
 UNAVAILABLE = "Redis is unavailable; retry shortly"
+ACTIVE_TTL = 86_400  # a queued/running job's record outlives any outage or backlog
 
 
 class RedisJobs:
@@ -56,18 +52,24 @@ class RedisJobs:
         self.submitted = 0
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
-        self._create = self.redis.register_script(CREATE)
-        self._finish = self.redis.register_script(FINISH)
+        self._scripts = {n: self.redis.register_script(s) for n, s in scripts.SCRIPTS.items()}
         self._stats: dict[str, float] = {}
+        self.broker = CeleryBroker(self.celery)
+        self.reconciler = Reconciler(
+            self.redis, self.broker, settings.reconcile_seconds, settings.job_ttl_seconds
+        )
+        self._reconciling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
+        self._reconciling = asyncio.create_task(self.reconciler.run())
 
     async def stop(self) -> None:
-        if self._listener:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._reconciling):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.redis.aclose()
 
     async def problem(self) -> str | None:
@@ -87,6 +89,7 @@ class RedisJobs:
     async def submit(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
     ) -> JobView:
+        submission = uuid.uuid4().hex[:16]
         fields: dict[str, Any] = {
             "kind": view.kind,
             "model": view.model,
@@ -96,35 +99,28 @@ class RedisJobs:
             "chunks_done": 0,
             "created_at": time.time(),
             "header": orjson.dumps(header),
+            "submission": submission,
+            "queue": queue,
         }
-        flat = [x for pair in fields.items() for x in pair]
-        created = await self._guard(
-            lambda: self._create(
-                keys=[
-                    keys.job(view.job_id),
-                    keys.chunks(view.job_id),
-                    keys.attempts(view.job_id),
-                    keys.STATS,
-                ],
-                args=[86_400, *flat],
-            )
+        call = scripts.create(
+            view.job_id, fields, [orjson.dumps(s) for s in specs], ACTIVE_TTL, time.time()
         )
-        if created:
-            await asyncio.to_thread(self._send, view.job_id, specs, queue)
+        if await self._guard(lambda: self._run(call)):
             self.submitted += 1
+            try:
+                await asyncio.to_thread(
+                    self.broker.send, view.job_id, submission, list(range(len(specs))), queue
+                )
+            except Exception as exc:  # noqa: BLE001 - the job is stored: it is not lost
+                log.warning(
+                    "job %s: sending its chunks failed (%s); the reconciler sends them",
+                    view.job_id,
+                    exc,
+                )
         current = await self.view(view.job_id)
         if current is None:
             raise ServiceError("job record vanished right after submission")
         return current
-
-    def _send(self, job_id: str, specs: list[TaskSpec], queue: str) -> None:
-        for index, spec in enumerate(specs):
-            self.celery.send_task(
-                "xai.run_chunk",
-                kwargs={"job_id": job_id, "index": index, "spec": spec},
-                queue=queue,
-                task_id=f"{job_id}:{index}",
-            )
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None:
         event = asyncio.Event()
@@ -166,28 +162,21 @@ class RedisJobs:
         return body
 
     async def cancel(self, job_id: str) -> JobView | None:
-        error = orjson.dumps({"status_code": 409, "message": "cancelled by request"})
-        await self._guard(
-            lambda: self._finish(
-                keys=[keys.job(job_id), keys.chunks(job_id), keys.STATS],
-                args=[
-                    "cancelled",
-                    error,
-                    time.time(),
-                    int(self.settings.job_ttl_seconds),
-                    keys.EVENTS_CHANNEL,
-                    job_id,
-                ],
-            )
+        raw = await self._guard(lambda: self.redis.hmget(keys.job(job_id), "submission", "chunks"))
+        error = {"status_code": 409, "message": "cancelled by request"}
+        call = scripts.finish(
+            job_id, "cancelled", error, time.time(), int(self.settings.job_ttl_seconds)
         )
-        current = await self.view(job_id)
-        if current is not None and current.state is JobState.cancelled:
-            raw = await self.redis.hget(keys.job(job_id), "chunks")
-            ids = [f"{job_id}:{i}" for i in range(int(raw or 0))]
-            await asyncio.to_thread(
-                self.celery.control.revoke, ids, terminate=True, signal="SIGKILL"
-            )
-        return current
+        cancelled = await self._guard(lambda: self._run(call))
+        if cancelled and raw[0] is not None:
+            ids = [chunk_task_id(job_id, raw[0].decode(), i) for i in range(int(raw[1] or 0))]
+            try:  # stops running chunks now; any other delivery is ignored by its worker
+                await asyncio.to_thread(
+                    self.celery.control.revoke, ids, terminate=True, signal="SIGKILL"
+                )
+            except Exception as exc:  # noqa: BLE001 - the job is cancelled all the same
+                log.warning("job %s: revoking its chunks failed (%s)", job_id, exc)
+        return await self.view(job_id)
 
     async def call(self, spec: TaskSpec) -> dict[str, Any]:
         job_id = f"call-{uuid.uuid4().hex}"
@@ -209,7 +198,7 @@ class RedisJobs:
             raise error_from_payload(done.error or {"status_code": 500, "message": "failed"})
         chunks = await self._guard(lambda: self.redis.hgetall(keys.chunks(job_id)))
         rows = orjson.loads(next(iter(chunks.values())))
-        await self.redis.delete(keys.job(job_id), keys.chunks(job_id), keys.attempts(job_id))
+        await self.redis.delete(keys.job(job_id), keys.chunks(job_id))
         if spec["kind"] in ("describe", "validate"):
             return {"description": rows[0]}
         return {"results": rows}
@@ -220,6 +209,9 @@ class RedisJobs:
     @staticmethod
     def queue_for(chunks: int) -> str:
         return INTERACTIVE if chunks == 1 else BATCH
+
+    async def _run(self, call: scripts.Call) -> Any:
+        return await self._scripts[call.script](keys=call.keys, args=call.args)
 
     async def _guard(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run a Redis call; after a connection error drop every pooled connection (they

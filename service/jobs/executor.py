@@ -7,6 +7,7 @@ from concurrent.futures import Future
 
 from pebble import ProcessPool
 
+from service.jobs.retry import RetriedFuture
 from service.jobs.spec import TaskSpec
 from service.settings import Settings
 from service.worker import init_worker, run_task
@@ -17,6 +18,7 @@ class EmbeddedExecutor:
 
     A task past its time limit has its process killed (pebble replaces it) and its future
     raises ``TimeoutError``; cancelling a running future stops its process the same way.
+    A task whose process died is run again (:class:`RetriedFuture`).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -32,11 +34,11 @@ class EmbeddedExecutor:
         )
 
     def submit(self, spec: TaskSpec, timeout: float | None = None) -> Future:
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("executor not started")
-        return self._pool.schedule(
-            run_task, args=(spec,), timeout=timeout or self.settings.job_time_limit
-        )
+        limit = timeout or self.settings.job_time_limit
+        return RetriedFuture(lambda: pool.schedule(run_task, args=(spec,), timeout=limit))
 
     @property
     def running(self) -> bool:

@@ -5,10 +5,14 @@ from __future__ import annotations
 PREFIX = "xai"
 EVENTS_CHANNEL = f"{PREFIX}:job-events"  # message: a job id whose state changed
 STATS = f"{PREFIX}:stats"  # hash: jobs created/started/succeeded/failed/cancelled
+ACTIVE = f"{PREFIX}:active"  # sorted set: ids of queued/running jobs, scored by creation time
+OUTAGES = f"{PREFIX}:outages"  # list: JSON {start, end, seconds} of Redis outages, newest first
+RECONCILER_LOCK = f"{PREFIX}:reconciler"  # string: the gateway that reconciles jobs now
 
 
 def job(job_id: str) -> str:
-    """Hash: kind, model, version, status, chunks, chunks_done, timestamps, error, header."""
+    """Hash: kind, model, version, status, chunks, chunks_done, submission, queue,
+    timestamps, error, header, resent."""
     return f"{PREFIX}:job:{job_id}"
 
 
@@ -17,9 +21,15 @@ def chunks(job_id: str) -> str:
     return f"{PREFIX}:chunks:{job_id}"
 
 
-def attempts(job_id: str) -> str:
-    """Hash: chunk index -> deliveries so far (poison-message guard)."""
-    return f"{PREFIX}:attempts:{job_id}"
+def specs(job_id: str) -> str:
+    """Hash: chunk index -> JSON task spec of the job's current submission (messages on
+    the broker carry only job id, submission and index; the reconciler can re-send)."""
+    return f"{PREFIX}:specs:{job_id}"
+
+
+def deliveries(job_id: str) -> str:
+    """Hash: chunk index -> times a worker started it without it finishing (poison guard)."""
+    return f"{PREFIX}:deliveries:{job_id}"
 
 
 def result(job_id: str) -> str:

@@ -1,10 +1,12 @@
-"""Job records in Redis, shared by gateways and workers. State changes are atomic (Lua)
-and announced on one pub/sub channel."""
+"""Job records in Redis as workers see them (synchronous). Every state change is one
+atomic script (:mod:`service.jobs.redis_scripts`) announced on one pub/sub channel."""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 import redis
@@ -14,6 +16,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from service.jobs import redis_keys as keys
+from service.jobs import redis_scripts as scripts
+from service.jobs.spec import TaskSpec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def redis_retry() -> dict[str, object]:
@@ -25,106 +33,88 @@ def redis_retry() -> dict[str, object]:
     }
 
 
-# Store a chunk's rows; when it is the last one, the job succeeds. Returns chunks done,
-# or -1 when the job is no longer active (cancelled, failed, expired).
-CHUNK_DONE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return -1 end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then
-  return tonumber(redis.call('HGET', KEYS[1], 'chunks_done'))
-end
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
-if done >= tonumber(redis.call('HGET', KEYS[1], 'chunks')) then
-  redis.call('HSET', KEYS[1], 'status', 'succeeded', 'finished_at', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-  if status == 'queued' then redis.call('HINCRBY', KEYS[3], 'started', 1) end
-  redis.call('HINCRBY', KEYS[3], 'succeeded', 1)
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
-elseif status == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[3])
-  redis.call('HINCRBY', KEYS[3], 'started', 1)
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
-end
-return done
-"""
+class BrokerUnreachable(Exception):
+    """Redis stayed unreachable until the caller's deadline."""
 
-# Finish an active job as failed/cancelled. Returns 1 when this call finished it.
-FINISH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
-if status == 'running' then redis.call('HINCRBY', KEYS[3], 'finished_running', 1) end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'error', ARGV[2], 'finished_at', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('DEL', KEYS[2])
-redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-return 1
-"""
-
-# Mark running when a chunk starts (first start only announces).
-START = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-  redis.call('HINCRBY', KEYS[2], 'started', 1)
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
-  return 1
-end
-if status == 'running' then return 1 end
-return 0
-"""
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Redis unreachable for {seconds:.0f} s")
+        self.seconds = seconds
 
 
 class RedisJobStore:
-    """Synchronous access (workers); the gateway calls the same scripts through asyncio."""
+    """What a worker does to a job: claim a chunk, store its rows, or finish the job."""
 
     def __init__(self, client: redis.Redis, job_ttl: float, active_ttl: float = 86_400) -> None:
         self.client = client
         self.job_ttl = int(job_ttl)
         self.active_ttl = int(active_ttl)
-        self._start = client.register_script(START)
-        self._chunk_done = client.register_script(CHUNK_DONE)
-        self._finish = client.register_script(FINISH)
+        self._scripts = {name: client.register_script(s) for name, s in scripts.SCRIPTS.items()}
 
-    def status(self, job_id: str) -> str | None:
-        value = self.client.hget(keys.job(job_id), "status")
-        return value.decode() if value else None
+    def claim(self, job_id: str, submission: str, index: int) -> tuple[int, TaskSpec] | None:
+        """(deliveries so far, the chunk's spec), or None when it must not run: the job
+        is over, the message belongs to an older submission, or the chunk is done."""
+        reply = self._run(scripts.claim(job_id, submission, index, time.time(), self.active_ttl))
+        if not reply or not reply[0]:
+            return None
+        return int(reply[0]), orjson.loads(reply[1])
 
-    def start_chunk(self, job_id: str, index: int) -> tuple[bool, int]:
-        """(job still active, deliveries of this chunk so far including this one)."""
-        active = bool(
-            self._start(
-                keys=[keys.job(job_id), keys.STATS], args=[time.time(), *self._event(job_id)]
-            )
+    def chunk_done(
+        self, job_id: str, submission: str, index: int, rows: list[dict[str, Any]]
+    ) -> int:
+        call = scripts.chunk_done(
+            job_id, submission, index, rows, time.time(), self.active_ttl, self.job_ttl
         )
-        attempts = int(self.client.hincrby(keys.attempts(job_id), str(index), 1))
-        self.client.expire(keys.attempts(job_id), self.active_ttl)
-        return active, attempts
+        return int(self._run(call))
 
-    def chunk_done(self, job_id: str, index: int, rows: list[dict[str, Any]]) -> int:
-        return int(
-            self._chunk_done(
-                keys=[keys.job(job_id), keys.chunks(job_id), keys.STATS],
-                args=[
-                    index,
-                    orjson.dumps(rows),
-                    time.time(),
-                    self.active_ttl,
-                    *self._event(job_id),
-                    self.job_ttl,
-                ],
-            )
-        )
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        error: dict[str, Any],
+        submission: str = "",
+        index: int | None = None,
+    ) -> bool:
+        call = scripts.finish(job_id, status, error, time.time(), self.job_ttl, submission, index)
+        return bool(self._run(call))
 
-    def finish(self, job_id: str, status: str, error: dict[str, Any]) -> bool:
-        return bool(
-            self._finish(
-                keys=[keys.job(job_id), keys.chunks(job_id), keys.STATS],
-                args=[status, orjson.dumps(error), time.time(), self.job_ttl, *self._event(job_id)],
-            )
-        )
+    def record_outage(self, start: float, end: float) -> None:
+        self._run(scripts.record_outage(start, end))
 
-    @staticmethod
-    def _event(job_id: str) -> tuple[str, str]:
-        return keys.EVENTS_CHANNEL, job_id
+    def newest_outage(self) -> tuple[float, float] | None:
+        """(start, end) of the newest recorded Redis outage."""
+        raw = self.client.lindex(keys.OUTAGES, 0)
+        if raw is None:
+            return None
+        outage = orjson.loads(raw)
+        return float(outage["start"]), float(outage["end"])
+
+    def patiently(self, action: Callable[[], T], deadline: float) -> T:
+        """Run ``action``; while Redis is unreachable, retry until ``deadline`` (monotonic),
+        then raise :class:`BrokerUnreachable`. An outage lived through is recorded."""
+        down_since: float | None = None
+        pause = 0.1
+        while True:
+            try:
+                value = action()
+            except UNREACHABLE as exc:
+                if down_since is None:
+                    down_since = time.time()
+                    log.warning("Redis unreachable (%s); waiting for it", type(exc).__name__)
+                if time.monotonic() + pause > deadline:
+                    raise BrokerUnreachable(time.time() - down_since) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            if down_since is not None:
+                self._note_outage(down_since, time.time())
+            return value
+
+    def _note_outage(self, start: float, end: float) -> None:
+        log.warning("Redis was unreachable for %.1f s", end - start)
+        try:
+            self.record_outage(start, end)
+        except UNREACHABLE:  # down again: the next observer records it
+            pass
+
+    def _run(self, call: scripts.Call) -> Any:
+        return self._scripts[call.script](keys=call.keys, args=call.args)

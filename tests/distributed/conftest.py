@@ -63,6 +63,12 @@ class RedisProcess:
             self.process.terminate()
             self.process.wait(timeout=10)
 
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """End redis-server with ``sig`` (SIGKILL: a crash; SIGTERM: a clean shutdown)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
 
 class WorkerProcess:
     """``xai-service worker`` as a subprocess (its own process group)."""
@@ -111,7 +117,9 @@ class WorkerProcess:
 
 
 class Cluster:
-    def __init__(self, folder: Path, models_dir: Path) -> None:
+    def __init__(
+        self, folder: Path, models_dir: Path, settings: dict[str, str] | None = None
+    ) -> None:
         self.folder = folder
         self.redis = RedisProcess(folder).start()
         self.env = {
@@ -121,6 +129,8 @@ class Cluster:
             "XAI_JOB_TIME_LIMIT": TIME_LIMIT,
             "XAI_REDELIVERY_SECONDS": REDELIVERY,
             "XAI_CHUNK_SIZE": "100",
+            "XAI_RECONCILE_SECONDS": "1",
+            **(settings or {}),
         }
         self.gateway = ServerProcess(
             models_dir, {k: v for k, v in self.env.items() if k.startswith("XAI_")}
