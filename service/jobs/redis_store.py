@@ -38,6 +38,7 @@ local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
 if done >= tonumber(redis.call('HGET', KEYS[1], 'chunks')) then
   redis.call('HSET', KEYS[1], 'status', 'succeeded', 'finished_at', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])  -- the rows go with the record, read or not
   if status == 'queued' then redis.call('HINCRBY', KEYS[3], 'started', 1) end
   redis.call('HINCRBY', KEYS[3], 'succeeded', 1)
   redis.call('PUBLISH', ARGV[5], ARGV[6])
