@@ -45,13 +45,13 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="Seconds finished job records and their results are kept."
     )
     job_max_finished: int = Field(
-        10_000,
+        5_000,
         ge=1,
         description="Embedded: finished job records kept (oldest dropped first; an active "
         "job is never dropped).",
     )
     job_max_result_bytes: int = Field(
-        64 * 1024 * 1024,
+        256 * 1024 * 1024,
         ge=0,
         description="Embedded: bytes of results held by finished job records (oldest "
         "dropped first; the newest is kept even when larger).",
