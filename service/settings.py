@@ -37,8 +37,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_instances: int = Field(10_000, ge=1)
     chunk_size: int = Field(250, ge=1, description="Instances per worker task of a job.")
-    cache_max_entries: int = Field(4096, ge=1)
-    job_ttl_seconds: float = Field(3600.0, gt=0)
+    cache_max_entries: int = Field(4096, ge=1, description="Embedded: result cache entries.")
+    cache_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Embedded: bytes of results in the result cache."
+    )
+    job_ttl_seconds: float = Field(
+        3600.0, gt=0, description="Seconds finished job records and their results are kept."
+    )
+    job_max_finished: int = Field(
+        5_000,
+        ge=1,
+        description="Embedded: finished job records kept (oldest dropped first; an active "
+        "job is never dropped).",
+    )
+    job_max_result_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="Embedded: bytes of results held by finished job records (oldest "
+        "dropped first; the newest is kept even when larger).",
+    )
     redelivery_seconds: float | None = Field(
         None,
         gt=0,

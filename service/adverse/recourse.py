@@ -13,15 +13,14 @@ from service.jobs.keys import row_seed
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import Direction, FeatureType
 
-MAX_CACHED_SEARCHES = 16
-
 
 class RecourseFinder:
-    """Builds DiCE searches once per set of features to vary and reuses them."""
+    """One DiCE search per model version and options (built on first use); a search narrowed
+    to an applicant's reasons shares its DiCE data instead of building its own."""
 
     def __init__(self, model: LoadedModel, options: RecourseOptions) -> None:
         self.model, self.options = model, options
-        self._searches: dict[tuple[str, ...] | None, CounterfactualExplainer] = {}
+        self._everything: CounterfactualExplainer | None = None
 
     def find(
         self, applicant: pd.DataFrame, reasons: list[dict[str, Any]], seed: int
@@ -56,17 +55,14 @@ class RecourseFinder:
         stated: dict[str, str],
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Valid options of one DiCE search, each with the reason codes it addresses."""
-        explainer = self._searches.get(features)
-        if explainer is None:
+        if self._everything is None:
             options = CounterfactualOptions(
                 count=self.options.count,
                 method=self.options.method,
                 time_budget=self.options.time_budget,
-                features_to_vary=list(features) if features else None,
             )
-            explainer = self._searches[features] = CounterfactualExplainer(self.model, options)
-            while len(self._searches) > MAX_CACHED_SEARCHES:
-                self._searches.pop(next(iter(self._searches)))
+            self._everything = CounterfactualExplainer(self.model, options)
+        explainer = self._everything if features is None else self._everything.varying(features)
         [result] = explainer.explain(applicant, [seed])
         options = [self._option(applicant, c["changes"], stated) for c in result["counterfactuals"]]
         shortfall = result["evidence"].get("shortfall_reason")

@@ -121,8 +121,10 @@ def job_backend(settings: Settings) -> JobBackend:
 
     return EmbeddedJobs(
         EmbeddedExecutor(settings),
-        MemoryJobStore(settings.job_ttl_seconds),
-        MemoryCache(settings.cache_max_entries),
+        MemoryJobStore(
+            settings.job_ttl_seconds, settings.job_max_finished, settings.job_max_result_bytes
+        ),
+        MemoryCache(settings.cache_max_entries, settings.cache_max_bytes),
         settings.job_time_limit,
         assemble,
     )

@@ -11,6 +11,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Label values come from bounded sets only: route templates, these methods, status codes.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class ServiceCollector(Collector):
     """Reads cache and job figures from the data plane at scrape time."""
@@ -54,7 +57,8 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts and times every request under its route template (not the raw path)."""
+    """Counts and times every request under its route template (not the raw path) and its
+    method (``other`` for any but the standard ones), so label sets stay bounded."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
@@ -76,5 +80,6 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope.get("method", "")
+            method = method if method in METHODS else "other"
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)

@@ -16,12 +16,14 @@ class ResultCache(Protocol):
 
 
 class MemoryCache:
-    """In-process LRU cache for the embedded mode."""
+    """In-process LRU cache for the embedded mode, bounded in entries and in bytes (a value
+    larger than ``max_bytes`` is not cached)."""
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
         self._data: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self.bytes = 0
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -32,10 +34,16 @@ class MemoryCache:
 
     def set(self, key: str, value: bytes) -> None:
         with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old)
+            if len(value) > self.max_bytes:
+                return
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self.bytes += len(value)
+            while len(self._data) > self.max_entries or self.bytes > self.max_bytes:
+                _, evicted = self._data.popitem(last=False)
+                self.bytes -= len(evicted)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -1,13 +1,14 @@
 """Embedded job backend: jobs run on the local process pool, records live in memory.
 
 Every accepted job ends succeeded, failed or cancelled, with a reason when it did not
-succeed.
+succeed. What is remembered is bounded (see :class:`MemoryJobStore` and
+:class:`MemoryCache`); a job's futures are held only while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -37,7 +38,6 @@ class Executor(Protocol):
 class _Running:
     futures: list[Future] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
-    result: bytes | None = None
 
 
 class EmbeddedJobs:
@@ -70,17 +70,13 @@ class EmbeddedJobs:
 
     async def view(self, job_id: str) -> JobView | None:
         record = self.store.get(job_id)
-        if record is None:
-            return None
-        if record.state is JobState.queued:
-            running = self._running.get(job_id)
-            if running and any(f.running() or f.done() for f in running.futures):
-                record.state, record.started_at = JobState.running, time.time()
-        return _view(record)
+        return None if record is None else self._current(record)
 
     async def result(self, job_id: str) -> bytes | None:
-        running = self._running.get(job_id)
-        return (running.result if running else None) or self.cache.get(job_id)
+        record = self.store.get(job_id)
+        if record is not None and record.result is not None:
+            return record.result
+        return self.cache.get(job_id)
 
     async def submit(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
@@ -95,7 +91,6 @@ class EmbeddedJobs:
             version=view.version,
             chunks=len(specs),
         )
-        self._forget_expired()
         self.store.put(record)
         running = self._running[record.job_id] = _Running()
         running.futures = [self.executor.submit(spec, self.time_limit) for spec in specs]
@@ -108,11 +103,9 @@ class EmbeddedJobs:
         if record is None:
             return None
         if not record.state.finished and timeout > 0:
-            try:
-                await asyncio.wait_for(asyncio.shield(record.done.wait()), timeout)
-            except TimeoutError:
-                pass
-        return await self.view(job_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(record.done.wait(), timeout)
+        return self._current(record)  # this request's record, even if evicted since
 
     async def cancel(self, job_id: str) -> JobView | None:
         record = self.store.get(job_id)
@@ -122,7 +115,9 @@ class EmbeddedJobs:
         if running:
             for future in running.futures:
                 future.cancel()
-        record.finish(JobState.cancelled, {"status_code": 409, "message": "cancelled by request"})
+        self.store.finish(
+            record, JobState.cancelled, {"status_code": 409, "message": "cancelled by request"}
+        )
         return _view(record)
 
     async def call(self, spec: TaskSpec) -> dict[str, Any]:
@@ -141,9 +136,13 @@ class EmbeddedJobs:
     def state_counts(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.store.counts().items()}
 
-    def _forget_expired(self) -> None:
-        for job_id in [j for j in self._running if self.store.get(j) is None]:
-            del self._running[job_id]
+    def _current(self, record: JobRecord) -> JobView:
+        """The record's view; a queued job whose chunk a worker has taken is running."""
+        if record.state is JobState.queued:
+            running = self._running.get(record.job_id)
+            if running and any(f.running() or f.done() for f in running.futures):
+                self.store.start(record)
+        return _view(record)
 
     async def _drive(self, record: JobRecord, running: _Running, header: dict[str, Any]) -> None:
         outputs: list[list[dict[str, Any]]] = [[] for _ in running.futures]
@@ -158,26 +157,29 @@ class EmbeddedJobs:
                         raise _ChunkFailed(outcome["error"])
                     outputs[index] = outcome.get("results") or [outcome.get("description", {})]
                     record.chunks_done += 1
-                    if record.state is JobState.queued:
-                        record.state, record.started_at = JobState.running, time.time()
+                    self.store.start(record)
             rows = [row for chunk in outputs for row in chunk]
             body = await asyncio.to_thread(self.assembler, record.kind, header, rows)
-            running.result = body
             self.cache.set(record.job_id, body)
-            record.finish(JobState.succeeded)
+            self.store.finish(record, JobState.succeeded, result=body)
         except _ChunkFailed as failure:
             for future in pending:
                 future.cancel()
-            record.finish(JobState.failed, failure.error)
+            self.store.finish(record, JobState.failed, failure.error)
         except Exception as exc:  # noqa: BLE001 - never leave a job running
             for future in pending:
                 future.cancel()
-            record.finish(
-                JobState.failed, {"status_code": 500, "message": f"{type(exc).__name__}: {exc}"}
+            self.store.finish(
+                record,
+                JobState.failed,
+                {"status_code": 500, "message": f"{type(exc).__name__}: {exc}"},
             )
         finally:
-            if not record.state.finished:
-                record.finish(JobState.cancelled, {"status_code": 409, "message": "cancelled"})
+            self.store.finish(
+                record, JobState.cancelled, {"status_code": 409, "message": "cancelled"}
+            )
+            if self._running.get(record.job_id) is running:  # not a resubmission's
+                del self._running[record.job_id]
 
     def _outcome(self, future: asyncio.Future[TaskResult]) -> TaskResult:
         try:

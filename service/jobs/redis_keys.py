@@ -42,6 +42,12 @@ def receipt(receipt_id: str) -> str:
     return f"{PREFIX}:receipt:{receipt_id}"
 
 
+def receipts_by_version(version_id: str) -> str:
+    """Sorted set: ids of the receipts that refer to a model version (guards its deletion),
+    scored by when each expires (+inf: kept forever), so expired ones can be pruned."""
+    return f"{PREFIX}:receipts-by-version:{version_id}"
+
+
 def receipts_of_version(version_id: str) -> str:
-    """Set: ids of the receipts that refer to a model version (guards its deletion)."""
+    """Set: the same index as written before it was a sorted set; read, never written."""
     return f"{PREFIX}:receipts-of:{version_id}"

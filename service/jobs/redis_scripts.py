@@ -81,6 +81,7 @@ local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
 if done >= tonumber(redis.call('HGET', KEYS[1], 'chunks')) then
   redis.call('HSET', KEYS[1], 'status', 'succeeded', 'finished_at', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])  -- the rows go with the record, read or not
   redis.call('DEL', KEYS[4], KEYS[5])
   redis.call('ZREM', KEYS[6], ARGV[6])
   if status == 'queued' then redis.call('HINCRBY', KEYS[3], 'started', 1) end

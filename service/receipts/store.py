@@ -6,8 +6,10 @@ request, so a recomputation writes the same record) and read by the gateway.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +19,8 @@ from service.jobs import redis_keys as keys
 
 SQLITE_PREFIX = "sqlite://"
 BUSY_TIMEOUT_MS = 30_000
+EXISTS_BATCH = 1000
+CLOCK_SKEW_SECONDS = 3600  # an index entry is pruned an hour after its receipt expired
 
 
 class ReceiptStore(Protocol):
@@ -75,7 +79,9 @@ class SqliteReceipts:
 
 
 class RedisReceipts:
-    """One string key per receipt plus a set per model version; TTL only with retention."""
+    """One string key per receipt plus a sorted set per model version; TTL only with
+    retention. The index entries of expired receipts are pruned as new ones are written,
+    so the index does not outgrow the receipts it indexes."""
 
     def __init__(self, url: str, retention_seconds: float | None) -> None:
         import redis
@@ -85,10 +91,17 @@ class RedisReceipts:
 
     def put_many(self, receipts: list[dict[str, Any]]) -> None:
         ttl = None if self.retention is None else max(1, int(self.retention))
+        expires = math.inf if ttl is None else time.time() + ttl
         with self.redis.pipeline(transaction=False) as pipe:
             for r in receipts:
                 pipe.set(keys.receipt(r["receipt_id"]), orjson.dumps(r), nx=True, ex=ttl)
-                pipe.sadd(keys.receipts_of_version(r["version"]), r["receipt_id"])
+                # gt: a receipt written again after it expired keeps the later expiry
+                pipe.zadd(
+                    keys.receipts_by_version(r["version"]), {r["receipt_id"]: expires}, gt=True
+                )
+            if ttl is not None:
+                for version in {r["version"] for r in receipts}:
+                    pipe.zremrangebyscore(keys.receipts_by_version(version), "-inf", _expired())
             pipe.execute()
 
     def get(self, receipt_id: str) -> dict[str, Any] | None:
@@ -96,16 +109,33 @@ class RedisReceipts:
         return None if raw is None else orjson.loads(raw)
 
     def count_for_version(self, version_id: str) -> int:
-        members = [m.decode() for m in self.redis.smembers(keys.receipts_of_version(version_id))]
-        if not members:
-            return 0
-        alive = self.redis.exists(*[keys.receipt(m) for m in members])
-        if alive == 0:  # all expired under retention: the index is stale
-            self.redis.delete(keys.receipts_of_version(version_id))
-        return int(alive)
+        index = keys.receipts_by_version(version_id)
+        self.redis.zremrangebyscore(index, "-inf", _expired())
+        members = [m.decode() for m in self.redis.zrange(index, 0, -1)]
+        return self._alive(members) + self._legacy_count(version_id)
+
+    def _legacy_count(self, version_id: str) -> int:
+        legacy = keys.receipts_of_version(version_id)
+        members = [m.decode() for m in self.redis.smembers(legacy)]
+        alive = self._alive(members)
+        if members and alive == 0:  # all expired under retention: the index is stale
+            self.redis.delete(legacy)
+        return alive
+
+    def _alive(self, receipt_ids: list[str]) -> int:
+        return sum(
+            int(self.redis.exists(*[keys.receipt(r) for r in receipt_ids[i : i + EXISTS_BATCH]]))
+            for i in range(0, len(receipt_ids), EXISTS_BATCH)
+        )
 
     def purge(self, older_than: float) -> int:
         return 0  # retention in Redis is each receipt's TTL
+
+
+def _expired() -> str:
+    """The score below which index entries are certainly expired: by more than the clock
+    skew between the hosts that write receipts (exclusive bound)."""
+    return f"({time.time() - CLOCK_SKEW_SECONDS}"
 
 
 _opened: dict[str, ReceiptStore] = {}

@@ -141,6 +141,24 @@ def test_narrowed_features_and_ranges_are_respected(
     assert sum(r["evidence"]["returned"] for r in results) > 0
 
 
+def test_a_narrowed_search_shares_the_dice_data_and_finds_what_a_new_one_finds(
+    demo_models: dict[str, LoadedModel], denied: dict[str, pd.DataFrame]
+) -> None:
+    model, frame = demo_models["german-credit"], denied["german-credit"].iloc[:3]
+    features = ["credit_amount", "duration_in_month"]
+    everything = CounterfactualExplainer(model, CounterfactualOptions(count=2))
+    everything.explain(frame.iloc[:1], [4])  # its DiCE explainer has served a search
+    narrowed = everything.varying(features)
+    assert narrowed.dice_data is everything.dice_data
+    assert narrowed.to_vary == ["duration_in_month", "credit_amount"]  # manifest order
+    assert everything.options.features_to_vary is None  # the original is unchanged
+    options = CounterfactualOptions(count=2, features_to_vary=features)
+    built = CounterfactualExplainer(model, options).explain(frame, [8, 9, 10])
+    assert orjson.dumps(narrowed.explain(frame, [8, 9, 10])) == orjson.dumps(built)
+    for i, result in enumerate(built):
+        assert_keeps_constraints(model, frame.iloc[i], result, options)
+
+
 def test_genetic_counterfactuals_keep_every_constraint_and_are_seeded(
     demo_models: dict[str, LoadedModel], denied: dict[str, pd.DataFrame]
 ) -> None:

@@ -309,6 +309,17 @@ def test_metrics_count_routes_cache_and_jobs(
     assert metric(client, "xai_jobs", state="succeeded") >= 1
 
 
+def test_metric_labels_come_from_bounded_sets(client: httpx.Client) -> None:
+    """A method outside the standard ones is labelled ``other``; an unknown path is
+    ``unmatched`` (clients cannot grow the label sets)."""
+    assert client.request("PURGE", "/healthz").status_code == 405
+    assert client.get("/no/such/path/" + "x" * 40).status_code == 404
+    text = client.get("/metrics").text
+    assert 'method="PURGE"' not in text and "x" * 40 not in text
+    assert metric(client, "xai_http_requests_total", method="other", route="/healthz", status="405")
+    assert metric(client, "xai_http_requests_total", method="GET", route="unmatched", status="404")
+
+
 def test_faithfulness_on_request(client: httpx.Client, applicant: dict[str, Any]) -> None:
     body = client.post(
         "/v1/models/german-credit/explain",

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from service.jobs import redis_keys as keys
+from service.receipts import store as receipt_store
 from service.receipts.record import differences, receipt_id
-from service.receipts.store import RedisReceipts, SqliteReceipts
+from service.receipts.store import CLOCK_SKEW_SECONDS, RedisReceipts, SqliteReceipts
 from tests.distributed.conftest import RedisProcess
 
 
@@ -57,6 +59,39 @@ def test_redis_receipts_keep_forever_or_for_the_retention(redis_server: RedisPro
     assert 86_000 < ttl <= 86_400
     kept_a_day.redis.delete(f"xai:receipt:{receipt_id('job', 12)}")  # as if it expired
     assert kept_a_day.count_for_version("v8") == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_the_redis_index_drops_receipts_long_expired(
+    redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(receipt_store, "time", clock)
+    store = RedisReceipts(redis_server.url, 60)
+    index = keys.receipts_by_version("v7")
+    store.put_many([receipt(100 + i, version="v7") for i in range(50)])
+    assert store.redis.zcard(index) == 50
+    assert store.count_for_version("v7") == 50
+    clock.now += 60 + CLOCK_SKEW_SECONDS + 1  # every one of them expired over an hour ago
+    store.put_many([receipt(200, version="v7")])
+    assert store.redis.zcard(index) == 1
+    assert store.redis.zscore(index, receipt_id("job", 200)) == pytest.approx(clock.now + 60)
+
+
+def test_receipts_indexed_before_the_sorted_set_still_count(redis_server: RedisProcess) -> None:
+    store = RedisReceipts(redis_server.url, None)
+    old = receipt(300, version="v6")
+    store.redis.set(keys.receipt(old["receipt_id"]), b"{}")
+    store.redis.sadd(keys.receipts_of_version("v6"), old["receipt_id"])  # the old layout
+    store.put_many([receipt(301, version="v6")])
+    assert store.count_for_version("v6") == 2
 
 
 def test_differences_name_each_differing_leaf() -> None:
