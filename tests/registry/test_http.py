@@ -100,9 +100,20 @@ def test_registering_a_booster_makes_it_listed_and_explainable(
     digest = candidate_hash(xgb)
     assert body["name"] == "toy-http"
     assert (body["version"], body["content_hash"], body["created"]) == (digest[:16], digest, True)
-    assert body["validation"]["reference_rows"] == REFERENCE_ROWS
-    assert body["validation"]["evaluation_rows"] == 80
-    assert 0.7 < body["validation"]["evaluation_auc"] <= 1
+    report = body["report"]
+    assert [(d["file"], d["rows"]) for d in report["data"]] == [
+        ("reference.csv", REFERENCE_ROWS),
+        ("evaluation.csv", 80),
+    ]
+    assert 0.7 < report["evaluation"]["roc_auc"] <= 1
+    assert report["orientation"] == {
+        "positive_class": "good",
+        "declared_by": "classes[1]",
+        "favourable_class": "good",
+        "checked_on": "evaluation.csv",
+    }
+    assert report["shap"]["log_odds"]["algorithm"] == "tree"
+    assert report["methods"] == ["anchor", "counterfactual", "lime", "shap"]
 
     listed = {m["name"]: m for m in http.get("/v1/models").json()["models"]}
     assert listed["toy-http"]["latest_version"] == digest[:16]

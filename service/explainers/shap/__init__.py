@@ -34,6 +34,7 @@ class ShapExplainer(Explainer):
         predictor = model.predictor
         self.space = _space(options.output, predictor.is_classifier)
         self.fallback_reason: str | None = None
+        self.self_check_error: float | None = None
         self.engine: TreeShap | LinearShap | ExactShap | PermutationShap | None = None
         candidates = {
             "linear": lambda: LinearShap(predictor, self._background(None)),
@@ -78,7 +79,29 @@ class ShapExplainer(Explainer):
         error = np.abs(expected - attributions.base_value - attributions.values.sum(axis=1))
         if not np.all(error <= VERIFY_TOLERANCE * np.maximum(1.0, np.abs(expected))):
             return None, f"its values do not add up to the model's {self.space} output"
+        self.self_check_error = float(error.max())
         return engine, None
+
+    def summary(self) -> dict[str, Any]:
+        """How this explainer computes: algorithm, why it fell back, the exact algorithm's
+        self-check (largest additivity error on reference rows, relative tolerance) and the
+        background used."""
+        assert self.engine is not None
+        rows = self.engine.rows
+        everything = rows >= len(self.model.reference)
+        exact = not isinstance(self.engine, PermutationShap)
+        return {
+            "algorithm": self.algorithm,
+            "fallback_reason": self.fallback_reason,
+            "self_check_error": self.self_check_error if exact else None,
+            "self_check_tolerance": VERIFY_TOLERANCE if self.self_check_error is not None else None,
+            "background": {
+                "rows": rows,
+                "selection": "all reference rows"
+                if everything
+                else f"{rows} reference rows sampled with seed {BACKGROUND_SEED}",
+            },
+        }
 
     def _background(self, default_rows: int | None) -> pd.DataFrame:
         reference = self.model.reference
