@@ -329,7 +329,7 @@ def manifest_draft(
         typer.echo(text, nl=False)
     else:
         out.write_text(text)
-        todo = text.count("TODO")
+        todo = text.count("TODO:")
         typer.echo(f"wrote {out}: review it and replace its {todo} TODO placeholders")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from service.explainers.registry import supported_methods
 from service.explainers.shap import ShapExplainer, ShapOptions
+from service.explainers.shap.options import OutputSpace
 from service.registry.loaded import LoadedModel
 from service.registry.report import RegistrationReport, ShapSummary
 from service.registry.store import MANIFEST_FILE, VERSION_ID_LENGTH, ModelVersion, content_hash
@@ -26,10 +27,12 @@ def registration_report(
     model = candidate_model(folder, source, candidate)
     report = candidate.report
     report.methods = supported_methods(model)
-    spaces = ["log_odds", "probability"] if model.predictor.is_classifier else ["raw"]
+    spaces: list[OutputSpace] = (
+        ["log_odds", "probability"] if model.predictor.is_classifier else ["raw"]
+    )
     for space in spaces:
         summary = ShapSummary.model_validate(
-            ShapExplainer(model, ShapOptions(output=space)).summary()  # type: ignore[arg-type]
+            ShapExplainer(model, ShapOptions(output=space)).summary()
         )
         report.shap[space] = summary
         if summary.fallback_reason:

@@ -16,6 +16,7 @@ import pandas as pd
 from service.errors import InvalidRequestError, Issue
 from service.registry.loaded import typed_frame
 from service.registry.manifest import Feature, FeatureType, Manifest, Task
+from service.registry.report import DataRole
 from service.registry.schema import MAX_ISSUES
 
 EXAMPLES = 3
@@ -29,13 +30,13 @@ class DataFileError(InvalidRequestError):
 class CheckedData:
     """A data file that passed the checks: typed feature rows and the labels, if any."""
 
-    role: str  # "reference" or "evaluation" (the upload field)
+    role: DataRole
     file: str
     rows: pd.DataFrame
     labels: np.ndarray | None  # classifiers: 1 = favourable class; regression: the value
 
 
-def check_data_file(path: Path, manifest: Manifest, role: str) -> CheckedData:
+def check_data_file(path: Path, manifest: Manifest, role: DataRole) -> CheckedData:
     """Read ``path`` as the manifest's ``role`` data; raise :class:`DataFileError` listing
     every problem. The evaluation file must carry the manifest's ``target``."""
     name = path.name
@@ -71,7 +72,7 @@ def _header(path: Path) -> list[str]:
 
 
 def _column_issues(
-    name: str, here: tuple[str | int, ...], header: list[str], manifest: Manifest, role: str
+    name: str, here: tuple[str | int, ...], header: list[str], manifest: Manifest, role: DataRole
 ) -> list[Issue]:
     issues = []
     for column in sorted({c for c in header if header.count(c) > 1}):

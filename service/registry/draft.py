@@ -22,6 +22,7 @@ from service.registry.draft_infer import (
 from service.registry.manifest import ArtifactFormat, Manifest
 
 REFERENCE_FILE, EVALUATION_FILE = "reference.csv", "evaluation.csv"
+CLEAR_AUC = 0.6  # a measured orientation is written only when the scores rank clearly
 
 
 def draft_manifest(
@@ -179,9 +180,15 @@ def _measure_positive(
         auc = float(roc_auc_score((raw[top["target"]] == classes[1]).to_numpy(), margin))
     except Exception as exc:  # noqa: BLE001 - the draft still helps without it
         return {"artifact": f"REVIEW: positive_class not measured ({exc}); set it"}
+    shown = max(auc, 1 - auc)
+    if shown < CLEAR_AUC:
+        return {
+            "artifact": f"REVIEW: positive_class not set: the booster's raw score has ROC AUC "
+            f"{auc:.3f} for '{classes[1]}' on the data, too close to 0.5 to tell (are the "
+            "categories in the order used in training?)"
+        }
     scored = classes[1] if auc >= 0.5 else classes[0]
     artifact["positive_class"] = scored
-    shown = auc if auc >= 0.5 else 1 - auc
     return {
         "artifact": f"positive_class: measured on the data, the booster's raw score has ROC AUC "
         f"{shown:.3f} for '{scored}' (its label 1 in training)"

@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DataRole = Literal["reference", "evaluation"]  # also the upload field of each file
+DeclaredBy = Literal["artifact.positive_class", "classes[1]", "classes_"]
+
 
 class DataFileReport(BaseModel):
-    role: Literal["reference", "evaluation"]
+    role: DataRole
     file: str
     rows: int
     labelled: bool = Field(description="The file has the manifest's target column.")
@@ -18,7 +21,7 @@ class Orientation(BaseModel):
     """Which class the artifact's score is for, and whether labelled rows confirmed it."""
 
     positive_class: str = Field(description="The class the artifact's raw score is for.")
-    declared_by: Literal["artifact.positive_class", "classes[1]", "classes_"] = Field(
+    declared_by: DeclaredBy = Field(
         description="Where that comes from: the manifest (boosters) or the estimator's classes_."
     )
     favourable_class: str

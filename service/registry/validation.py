@@ -12,10 +12,18 @@ import numpy as np
 
 from service.errors import InvalidRequestError, Issue
 from service.registry.artifacts import UnsafeArtifactError, load_predictor
-from service.registry.datafiles import CheckedData, check_data_file
-from service.registry.manifest import Manifest, Task, parse_manifest
+from service.registry.datafiles import CheckedData, DataFileError, check_data_file
+from service.registry.manifest import DataFile, Manifest, Task, parse_manifest
 from service.registry.predictors import Predictor
-from service.registry.report import DataFileReport, Orientation, Performance, RegistrationReport
+from service.registry.report import (
+    DataFileReport,
+    DataRole,
+    DeclaredBy,
+    Orientation,
+    Performance,
+    RegistrationReport,
+)
+from service.registry.schema import MAX_ISSUES
 from service.registry.store import MANIFEST_FILE
 
 PLACEHOLDER = "TODO"
@@ -49,20 +57,14 @@ def validate_candidate(
         raise CandidateError(
             f"model inputs {sorted(map(str, expected))} differ from manifest features"
         )
-    data = {
-        "reference": check_data_file(folder / manifest.reference_data.path, manifest, "reference")
-    }
-    if manifest.evaluation_data is not None:
-        data["evaluation"] = check_data_file(
-            folder / manifest.evaluation_data.path, manifest, "evaluation"
-        )
+    data = _data_files(folder, manifest)
     scores = {role: _scores(predictor, checked) for role, checked in data.items()}
     report = RegistrationReport(
         task=manifest.task.value,
         data=[
             DataFileReport(
                 role=c.role, file=c.file, rows=len(c.rows), labelled=c.labels is not None
-            )  # type: ignore[arg-type]
+            )
             for c in data.values()
         ],
     )
@@ -81,6 +83,26 @@ def validate_candidate(
             + ("" if evaluation is None else f" ({evaluation.file} has no target column)")
         )
     return ValidatedCandidate(manifest, predictor, data, report)
+
+
+def _data_files(folder: Path, manifest: Manifest) -> dict[str, CheckedData]:
+    """Every data file checked; the problems of all of them refused together."""
+    files: dict[DataRole, DataFile | None] = {
+        "reference": manifest.reference_data,
+        "evaluation": manifest.evaluation_data,
+    }
+    checked: dict[str, CheckedData] = {}
+    issues: list[Issue] = []
+    for role, data in files.items():
+        if data is None:
+            continue
+        try:
+            checked[role] = check_data_file(folder / data.path, manifest, role)
+        except DataFileError as exc:
+            issues += exc.issues
+    if issues:
+        raise DataFileError(issues[:MAX_ISSUES])
+    return checked
 
 
 def placeholder_issues(manifest: Manifest) -> list[Issue]:
@@ -144,6 +166,7 @@ def _orientation(
     """Which class the score is for; refused when labelled rows rank backwards (AUC < 0.5)."""
     favourable, other = str(manifest.favourable_class), str(manifest.unfavourable_class)
     positive = favourable if predictor.output_sign > 0 else other
+    declared_by: DeclaredBy
     if not manifest.artifact.is_booster:
         declared_by = "classes_"
     elif manifest.artifact.positive_class is not None:
@@ -153,13 +176,14 @@ def _orientation(
     orientation = Orientation(
         positive_class=positive,
         declared_by=declared_by,
-        favourable_class=favourable,  # type: ignore[arg-type]
+        favourable_class=favourable,
     )
-    labelled = [
-        c for c in (data.get("evaluation"), data["reference"]) if c and c.labels is not None
+    both = [
+        (c, c.labels)
+        for c in (data.get("evaluation"), data["reference"])
+        if c is not None and c.labels is not None and 0 < c.labels.sum() < len(c.labels)
     ]
-    checked = next((c for c in labelled if 0 < c.labels.sum() < len(c.labels)), None)  # type: ignore[union-attr]
-    if checked is None:
+    if not both:
         if manifest.artifact.is_booster:
             warnings.append(
                 f"orientation not checked: no labelled rows with both classes; the booster's raw "
@@ -167,7 +191,8 @@ def _orientation(
                 "evaluation data (the target column) to have it checked"
             )
         return orientation
-    auc = _roc_auc(checked.labels, scores[checked.role])  # type: ignore[arg-type]
+    checked, labels = both[0]
+    auc = _roc_auc(labels, scores[checked.role])
     if auc < 0.5:
         raise InvalidRequestError([_inverted(manifest, orientation, checked, auc)])
     if checked.role == "reference":
