@@ -67,7 +67,7 @@ def check_data_file(path: Path, manifest: Manifest, role: DataRole) -> CheckedDa
 
 
 def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # as pandas: a BOM is no name
         return next(csv.reader(handle), [])
 
 

@@ -3,6 +3,7 @@ predictions, the orientation of a classifier's score and its quality on labelled
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from service.registry.report import (
 from service.registry.schema import MAX_ISSUES
 from service.registry.store import MANIFEST_FILE
 
-PLACEHOLDER = "TODO"
+PLACEHOLDER = re.compile(r"\s*TODO\b")  # as `manifest draft` writes them: "TODO: ..."
 
 
 class CandidateError(ValueError):
@@ -117,7 +118,7 @@ def placeholder_issues(manifest: Manifest) -> list[Issue]:
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 walk(item, (*loc, index))
-        elif isinstance(value, str) and value.lstrip().upper().startswith(PLACEHOLDER):
+        elif isinstance(value, str) and PLACEHOLDER.match(value):
             field = ".".join(map(str, loc))
             if loc[:1] == ("features",) and len(loc) > 2:
                 owner = f"feature '{features[int(loc[1])]}': {'.'.join(map(str, loc[2:]))}"

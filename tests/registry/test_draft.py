@@ -209,3 +209,28 @@ def test_a_drafted_manifest_registers_once_its_placeholders_are_written(tmp_path
     assert np.isclose(
         report["evaluation"]["base_rate"], (data["outcome"].iloc[-80:] == "good").mean()
     )
+
+
+def test_only_todo_placeholders_are_refused() -> None:
+    from service.registry.manifest import Manifest
+    from service.registry.validation import placeholder_issues
+
+    from .toy import manifest_dict
+
+    spec = manifest_dict("toy", "xgboost-json")
+    spec["features"][0]["reason"]["statement"] = "TODO: say why"
+    spec["features"][1]["reason"]["statement"] = "Todos los ingresos"  # not a placeholder
+    spec["features"][2]["reason"]["statement"] = "TODOS"  # nor is this
+    spec["description"] = "TODO"
+    issues = placeholder_issues(Manifest.model_validate(spec))
+    assert [(i.loc, i.msg) for i in issues] == [
+        (
+            ("manifest", "description"),
+            "description is still a placeholder ('TODO'); write it before registering",
+        ),
+        (
+            ("manifest", "features", 0, "reason", "statement"),
+            "feature 'income': reason.statement is still a placeholder ('TODO: say why'); "
+            "write it before registering",
+        ),
+    ]
