@@ -7,6 +7,7 @@ a problem shared by many rows is reported once, at its first row, with the count
 from __future__ import annotations
 
 import csv
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +98,13 @@ def _column_issues(
                 )
             )
     if role == "evaluation" and target is not None and target not in present:
+        close = difflib.get_close_matches(target, [c for c in header if c not in known], 1)
+        hint = f"did you mean '{close[0]}'?" if close else f"columns: {header}"
         issues.append(
             Issue(
                 (*here, target),
                 f"{name} has no column '{target}', the manifest's target: evaluation rows need "
-                f"their labels (columns: {header})",
+                f"their labels ({hint})",
                 "missing",
             )
         )

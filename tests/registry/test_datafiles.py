@@ -69,8 +69,9 @@ def test_a_target_missing_from_the_evaluation_file_is_refused(tmp_path: Path) ->
     # a typo in target: the label column is then also an unknown column
     issues = refused(tmp_path / "evaluation.csv", frame(), target="outcomes")
     messages = {i.loc: i.msg for i in issues}
-    assert messages[("body", "evaluation", "outcomes")].startswith(
-        "evaluation.csv has no column 'outcomes', the manifest's target"
+    assert messages[("body", "evaluation", "outcomes")] == (
+        "evaluation.csv has no column 'outcomes', the manifest's target: evaluation rows need "
+        "their labels (did you mean 'outcome'?)"
     )
     assert messages[("body", "evaluation", "outcome")] == (
         "evaluation.csv: column 'outcome' is neither a feature nor the target 'outcomes'; "
