@@ -20,7 +20,7 @@ serve: install  ## Start the service with the demo models on http://127.0.0.1:80
 
 test: install  ## Run every test (lint, unit, end-to-end, distributed, contract)
 	bash scripts/ensure_system_packages.sh
-	$(BIN)/ruff check service scripts tests
+	$(BIN)/ruff check service scripts tests examples
 	$(BIN)/pytest
 
 models: install  ## Retrain the demo models (same code and data give the same version ids)

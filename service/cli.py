@@ -248,14 +248,20 @@ def register(
         ),
     ],
     models_dir: Annotated[Path | None, typer.Option(help="Model repository")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON document POST /v1/models answers")
+    ] = False,
 ) -> None:
-    """Register a local model version (validated; joblib allowed if the manifest trusts it)."""
+    """Register a local model version (validated; joblib allowed if the manifest trusts it)
+    and print the registration report. A running service serves it within seconds."""
     import tempfile
 
     from service.errors import ServiceError
+    from service.registration import registration_report
     from service.registry.artifacts import UnsafeArtifactError
     from service.registry.store import MANIFEST_FILE, ModelStore
-    from service.registry.validation import CandidateError, validate_candidate
+    from service.registry.validation import CandidateError
+    from service.report_text import render_refusal, render_report
 
     settings = Settings(**({"models_dir": models_dir} if models_dir else {}))
     manifest_bytes = manifest.read_bytes()
@@ -266,15 +272,65 @@ def register(
         for name, data in payload.items():
             (folder / name).write_bytes(data)
         try:
-            summary = validate_candidate(folder, "cli", settings.extra_trusted_types)
+            report = registration_report(folder, "cli", settings.extra_trusted_types)
             version, created = ModelStore(settings.models_dir).register(
                 manifest_bytes, payload, "cli"
             )
         except (ServiceError, UnsafeArtifactError, CandidateError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(render_refusal(exc), err=True)
             raise typer.Exit(2) from exc
-    state = "registered" if created else "already registered"
-    typer.echo(f"{version.name} {version.version_id} {state} {json.dumps(summary)}")
+    document = {
+        "name": version.name,
+        "version": version.version_id,
+        "content_hash": version.content_hash,
+        "created": created,
+        "report": report.model_dump(mode="json"),
+    }
+    typer.echo(json.dumps(document, indent=2) if as_json else render_report(document))
+
+
+manifest_app = typer.Typer(help="Write and check model manifests.", no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+
+
+@manifest_app.command("draft")
+def manifest_draft(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Training data (CSV)")],
+    target: Annotated[str, typer.Option(help="The label column of the data")],
+    model: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="The artifact: its feature order"),
+    ] = None,
+    artifact_format: Annotated[
+        str | None, typer.Option("--format", help="Artifact format (default: by extension)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: from the data)")] = None,
+    favourable: Annotated[
+        str | None, typer.Option(help="The favourable class (default: a TODO)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write (default: stdout)")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
+) -> None:
+    """Write a starting manifest inferred from the data (and the artifact), for review:
+    TODO placeholders for reason statements, likely protected attributes flagged."""
+    from service.registry.draft import draft_manifest
+    from service.registry.draft_infer import DraftError
+    from service.registry.manifest import ArtifactFormat
+
+    if out is not None and out.exists() and not force:
+        raise typer.BadParameter(f"{out} exists; use --force to overwrite", param_hint="--out")
+    try:
+        fmt = ArtifactFormat(artifact_format) if artifact_format else None
+        text = draft_manifest(data, target, model, fmt, name, favourable)
+    except (DraftError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        todo = text.count("TODO:")
+        typer.echo(f"wrote {out}: review it and replace its {todo} TODO placeholders")
 
 
 @app.command()

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         "and sends again chunks it lost (a lost chunk is sent again within two periods).",
     )
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    models_rescan_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How often the gateway looks for versions registered by other processes "
+        "(e.g. the CLI); 0: only when a request names an unknown model or version.",
+    )
     extra_trusted_types: list[str] = Field(
         default_factory=list,
         description="Operator-approved extra types for skops loading (never from a manifest).",

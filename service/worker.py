@@ -19,15 +19,16 @@ from service.errors import ServiceError, invalid
 from service.explainers.base import Explainer
 from service.explainers.crosscheck import FaithfulnessOptions, agreement, faithfulness
 from service.explainers.global_ import run_global
-from service.explainers.registry import METHODS, explainer_class, parse_options
+from service.explainers.registry import explainer_class, parse_options, supported_methods
 from service.jobs.keys import canonical_json, row_seed
 from service.jobs.spec import TaskKind, TaskResult, TaskSpec
 from service.receipts.record import build_receipt, receipt_id
 from service.receipts.store import open_receipts
+from service.registration import registration_report
 from service.registry.artifacts import UnsafeArtifactError
 from service.registry.loaded import LoadedModel
 from service.registry.store import ModelStore
-from service.registry.validation import CandidateError, validate_candidate
+from service.registry.validation import CandidateError
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,8 @@ def run_task(spec: TaskSpec) -> TaskResult:
         if kind is TaskKind.ping:
             return {"results": [{"pid": os.getpid()}]}
         if kind is TaskKind.validate:
-            return {
-                "description": validate_candidate(
-                    Path(spec["folder"]), spec["source"], _extra_trusted
-                )
-            }
+            report = registration_report(Path(spec["folder"]), spec["source"], _extra_trusted)
+            return {"description": report.model_dump(mode="json")}
         model = _model(spec["models_dir"], spec["model"], spec["version"])
         if kind is TaskKind.describe:
             return {"description": describe(model)}
@@ -127,7 +125,7 @@ def run_task(spec: TaskSpec) -> TaskResult:
 def describe(model: LoadedModel) -> dict[str, Any]:
     """What the gateway shows about a loaded version: methods, and per output space the
     SHAP algorithm chosen with its self-check and background (``ShapExplainer.summary``)."""
-    methods = sorted(m for m, cls in METHODS.items() if cls.supports(model))
+    methods = supported_methods(model)
     shap = _explainer(model, "shap", None)
     spaces: dict[str, Any] = {shap.space: shap.summary()}  # type: ignore[attr-defined]
     if model.predictor.is_classifier:

@@ -12,6 +12,7 @@ from service.explainers.base import Explainer, MethodOptions
 from service.explainers.counterfactual import CounterfactualExplainer
 from service.explainers.lime import LimeExplainer
 from service.explainers.shap import ShapExplainer
+from service.registry.loaded import LoadedModel
 
 METHODS: dict[str, type[Explainer]] = {
     cls.method: cls
@@ -21,6 +22,11 @@ METHODS: dict[str, type[Explainer]] = {
 
 def method_names() -> list[str]:
     return sorted(METHODS)
+
+
+def supported_methods(model: LoadedModel) -> list[str]:
+    """The methods that can explain ``model``."""
+    return sorted(m for m, cls in METHODS.items() if cls.supports(model))
 
 
 def explainer_class(method: str) -> type[Explainer]:

@@ -55,6 +55,16 @@ async def _apply_retention(decisions: Decisions) -> None:
         await asyncio.sleep(RETENTION_PERIOD_SECONDS)
 
 
+async def _rescan_models(store: ModelStore, period: float) -> None:
+    """Take in versions registered by other processes (the CLI, another gateway)."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await asyncio.to_thread(store.refresh)
+        except Exception:  # noqa: BLE001 - retried at the next round
+            log.exception("model repository rescan failed")
+
+
 def operation_id(route: APIRoute) -> str:
     """Deterministic, readable operation ids: the route's name."""
     return route.name
@@ -73,11 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.decisions = decisions = Decisions(app.state.dataplane)
         warm = asyncio.create_task(_warm_up(app))
         retention = asyncio.create_task(_apply_retention(decisions))
+        tasks = [retention, warm]
+        if settings.models_rescan_seconds > 0:
+            tasks.append(asyncio.create_task(_rescan_models(store, settings.models_rescan_seconds)))
         try:
             yield
         finally:
-            retention.cancel()
-            warm.cancel()
+            for task in tasks:
+                task.cancel()
             await backend.stop()
 
     app = FastAPI(

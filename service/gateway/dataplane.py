@@ -33,6 +33,7 @@ from service.jobs.spec import TaskKind, TaskSpec
 from service.jobs.store import JobState
 from service.registry.artifacts import UnsafeArtifactError, check_upload_format
 from service.registry.manifest import parse_manifest
+from service.registry.report import RegistrationReport
 from service.registry.schema import validate_instances
 from service.registry.store import ModelStore, ModelVersion
 from service.settings import Settings
@@ -426,7 +427,7 @@ class DataPlane:
             version=version.version_id,
             content_hash=version.content_hash,
             created=created,
-            validation=outcome["description"],
+            report=RegistrationReport.model_validate(outcome["description"]),
         )
 
 

@@ -13,6 +13,7 @@ from service.explainers.lime import LimeOptions
 from service.explainers.registry import method_names
 from service.explainers.shap.options import ShapOptions
 from service.gateway.global_schemas import GlobalRequest, GlobalResponse  # noqa: F401
+from service.registry.report import RegistrationReport
 
 MethodName = Literal[tuple(method_names())]  # type: ignore[valid-type]
 
@@ -330,9 +331,9 @@ class JobStatus(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     error: JobError | None = None
-    result: (
-        PredictResponse | ExplainResponse | GlobalResponse | AdverseActionBatchResult | None
-    ) = None
+    result: PredictResponse | ExplainResponse | GlobalResponse | AdverseActionBatchResult | None = (
+        None
+    )
 
 
 class FeatureSchema(BaseModel):
@@ -405,11 +406,13 @@ class ModelDetail(ModelSummary):
 
 
 class RegisteredModel(BaseModel):
+    """A registered version and the report of its registration (the same as the CLI's)."""
+
     name: str
     version: str
     content_hash: str
-    created: bool
-    validation: dict[str, Any]
+    created: bool = Field(description="False: the same content was already registered.")
+    report: RegistrationReport
 
 
 class Health(BaseModel):

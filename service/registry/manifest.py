@@ -142,12 +142,26 @@ class DataFile(_Strict):
     description: str = ""
 
 
+BOOSTER_FORMATS = frozenset(
+    {ArtifactFormat.xgboost_json, ArtifactFormat.xgboost_ubj, ArtifactFormat.lightgbm_text}
+)
+
+
 class Artifact(_Strict):
     path: Annotated[str, Field(pattern=FILE_PATTERN)]
     format: ArtifactFormat
     trusted: bool = Field(
         False, description="Allows joblib/pickle for an operator's local model; never over HTTP."
     )
+    positive_class: str | None = Field(
+        None,
+        description="The class whose score the artifact outputs (a booster's label 1). Boosters "
+        "default to classes[1]; scikit-learn models take it from classes_ (classes_[1]).",
+    )
+
+    @property
+    def is_booster(self) -> bool:
+        return self.format in BOOSTER_FORMATS
 
 
 class Manifest(_Strict):
@@ -159,7 +173,11 @@ class Manifest(_Strict):
     task: Task
     target: str | None = Field(None, description="Label column in reference/evaluation data.")
     classes: list[str] | None = Field(
-        None, validate_default=True, description="Class labels, in the model's order."
+        None,
+        validate_default=True,
+        description="The two class labels. Boosters: [negative, positive], the raw score being "
+        "for classes[1] unless artifact.positive_class says otherwise; scikit-learn models: "
+        "any order (the estimator's classes_ decide).",
     )
     favourable_class: str | None = Field(None, validate_default=True)
     decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
@@ -201,6 +219,18 @@ class Manifest(_Strict):
             raise ValueError("regression takes no classes or favourable_class")
         return value
 
+    @field_validator("artifact")
+    @classmethod
+    def _positive_class(cls, artifact: Artifact, info: ValidationInfo) -> Artifact:
+        positive, classes = artifact.positive_class, info.data.get("classes")
+        if positive is None:
+            return artifact
+        if info.data.get("task") is Task.regression:
+            raise ValueError("positive_class applies to classifiers; regression takes none")
+        if classes and positive not in classes:
+            raise ValueError(f"positive_class '{positive}' must be one of classes {classes}")
+        return artifact
+
     @field_validator("notice_template")
     @classmethod
     def _notice_template(cls, text: str | None) -> str | None:
@@ -233,6 +263,14 @@ class Manifest(_Strict):
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def positive_class(self) -> str | None:
+        """The class a booster's raw score is for: ``artifact.positive_class`` or
+        ``classes[1]`` (None for regression)."""
+        if self.classes is None:
+            return None
+        return self.artifact.positive_class or self.classes[1]
 
     @property
     def unfavourable_class(self) -> str | None:

@@ -81,6 +81,14 @@ class SklearnPredictor(Predictor):
             classes = [str(c) for c in getattr(model, "classes_", [])]
             if sorted(classes) != sorted(manifest.classes or []):
                 raise ValueError(f"model classes {classes} differ from manifest {manifest.classes}")
+            declared = manifest.artifact.positive_class
+            if declared is not None and declared != classes[1]:
+                raise ValueError(
+                    f"artifact.positive_class '{declared}' is not the class this model scores: a "
+                    f"scikit-learn model's classes come from its classes_ {classes} and it "
+                    f"scores classes_[1] '{classes[1]}'; remove positive_class or set it to "
+                    f"'{classes[1]}'"
+                )
             self.favourable_index = classes.index(str(manifest.favourable_class))
             # decision_function and tree/linear raw outputs are for classes_[1].
             self.output_sign = 1.0 if self.favourable_index == 1 else -1.0
@@ -184,11 +192,11 @@ class CodedPredictor(Predictor):
             )
 
     def _sign(self) -> float:
-        # The booster scores classes[1]; flip when the favourable class is classes[0].
-        classes = self.manifest.classes or []
-        return (
-            1.0 if not self.is_classifier or classes[1] == self.manifest.favourable_class else -1.0
-        )
+        # The booster's raw score is for the manifest's positive class (artifact.positive_class,
+        # else classes[1]); flip it when that is not the favourable class.
+        if not self.is_classifier:
+            return 1.0
+        return 1.0 if self.manifest.positive_class == self.manifest.favourable_class else -1.0
 
 
 class XGBoostPredictor(CodedPredictor):

@@ -58,29 +58,71 @@ def content_hash(manifest_bytes: bytes, files: dict[str, bytes]) -> str:
 
 
 class ModelStore:
-    """Reads and writes the model repository. Thread-safe; rescans on demand."""
+    """Reads and writes the model repository. Thread-safe.
+
+    Other processes (``xai-service register``, another gateway) may add versions at any
+    time: :meth:`refresh` picks them up from a directory listing, reading only new folders;
+    a model or version not known yet triggers it.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
         self._versions: dict[str, dict[str, ModelVersion]] = {}
+        self._refused: dict[Path, float] = {}  # folders that failed, by modification time
         self.problems: dict[str, str] = {}
 
     def scan(self) -> None:
         """(Re)read every version folder; folders that fail verification are skipped."""
-        found: dict[str, dict[str, ModelVersion]] = {}
-        problems: dict[str, str] = {}
-        if self.root.is_dir():
-            for folder in sorted(p for p in self.root.glob("*/*") if _is_version_folder(p)):
-                try:
-                    version = self._read_version(folder)
-                except Exception as exc:  # noqa: BLE001 - one bad folder must not hide the rest
-                    problems[str(folder)] = str(exc)
-                    log.error("skipping model folder %s: %s", folder, exc)
-                    continue
-                found.setdefault(version.name, {})[version.version_id] = version
-        with self._lock:
-            self._versions, self.problems = found, problems
+        with self._refreshing:
+            found: dict[str, dict[str, ModelVersion]] = {}
+            refused: dict[Path, float] = {}
+            problems: dict[str, str] = {}
+            for folder in self._listing():
+                version = self._try_read(folder, refused, problems)
+                if version is not None:
+                    found.setdefault(version.name, {})[version.version_id] = version
+            with self._lock:
+                self._versions, self._refused, self.problems = found, refused, problems
+
+    def refresh(self) -> bool:
+        """Take in version folders added (or removed) since the last look; True if any.
+
+        Costs a directory listing; new folders are read and verified, refused ones are
+        read again only when they change.
+        """
+        with self._refreshing:
+            listed = set(self._listing())
+            with self._lock:
+                known = {v.path: v for by_id in self._versions.values() for v in by_id.values()}
+                refused, problems = dict(self._refused), dict(self.problems)
+            gone = [path for path in known if path not in listed]
+            new = [
+                folder
+                for folder in sorted(listed - set(known))
+                if refused.get(folder) != _modified(folder)
+            ]
+            vanished = set(refused) - listed
+            if not gone and not new and not vanished:
+                return False
+            for folder in vanished:
+                refused.pop(folder)
+                problems.pop(str(folder), None)
+            read = [v for f in new if (v := self._try_read(f, refused, problems)) is not None]
+            with self._lock:
+                for path in gone:
+                    version = known[path]
+                    by_id = self._versions.get(version.name, {})
+                    by_id.pop(version.version_id, None)
+                    if not by_id:
+                        self._versions.pop(version.name, None)
+                for version in read:
+                    self._versions.setdefault(version.name, {})[version.version_id] = version
+                self._refused, self.problems = refused, problems
+            if read:
+                log.info("model versions added: %s", [f"{v.name}/{v.version_id}" for v in read])
+            return bool(read or gone)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -90,6 +132,9 @@ class ModelStore:
         """Versions of a model, oldest first."""
         with self._lock:
             by_id = self._versions.get(name)
+        if not by_id and self.refresh():  # registered by another process since?
+            with self._lock:
+                by_id = self._versions.get(name)
         if not by_id:
             raise NotFoundError(f"model '{name}' not found")
         return sorted(by_id.values(), key=lambda v: (v.registered_at, v.version_id))
@@ -103,8 +148,10 @@ class ModelStore:
             raise NotFoundError(f"version '{version_id}' of model '{name}' not found")
         found = self._match(name, version_id)
         if found is None:
-            # Another process may have registered it since the last scan.
+            # Another process may have registered it since the last look.
             self._read_if_new(name, version_id)
+            found = self._match(name, version_id)
+        if found is None and self.refresh():  # e.g. a prefix of a version id
             found = self._match(name, version_id)
         if found is None:
             self.versions(name)  # 404 for the model itself when it is unknown
@@ -159,7 +206,7 @@ class ModelStore:
         version_id = digest[:VERSION_ID_LENGTH]
         target = self.root / manifest.name / version_id
         if target.is_dir():
-            self.scan()
+            self.refresh()
             return self.get(manifest.name, version_id), False
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
@@ -178,8 +225,28 @@ class ModelStore:
                 created = False  # the same content was registered concurrently
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.scan()
+        self.refresh()
         return self.get(manifest.name, version_id), created
+
+    def _listing(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob("*/*") if _is_version_folder(p))
+
+    def _try_read(
+        self, folder: Path, refused: dict[Path, float], problems: dict[str, str]
+    ) -> ModelVersion | None:
+        """The version in ``folder``, or None with the problem recorded (and logged)."""
+        try:
+            version = self._read_version(folder)
+        except Exception as exc:  # noqa: BLE001 - one bad folder must not hide the rest
+            refused[folder] = _modified(folder)
+            problems[str(folder)] = str(exc)
+            log.error("skipping model folder %s: %s", folder, exc)
+            return None
+        refused.pop(folder, None)
+        problems.pop(str(folder), None)
+        return version
 
     def _read_version(self, folder: Path) -> ModelVersion:
         manifest_bytes = (folder / MANIFEST_FILE).read_bytes()
@@ -215,6 +282,14 @@ def _read_registration(path: Path) -> dict[str, str]:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _modified(folder: Path) -> float:
+    """The latest modification time of a folder and its files (-1 when it is gone)."""
+    try:
+        return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except OSError:
+        return -1.0
 
 
 def _is_version_folder(path: Path) -> bool:

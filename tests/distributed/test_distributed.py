@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -307,6 +308,65 @@ def test_workers_pick_up_a_new_version_without_restart(
     )
     assert explained.status_code == 200, explained.text
     assert explained.json()["version"] == version
+
+
+def test_a_version_registered_from_the_cli_is_served_without_restart(
+    cluster: Cluster, http: httpx.Client, applicant: dict[str, Any], tmp_path: Path
+) -> None:
+    """``xai-service register`` writes into the shared repository: the gateway finds the new
+    model when a request names it, the workers load it on demand; a second version becomes
+    the latest through the gateway's periodic rescan."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    source = next((ROOT / "models" / "german-credit-logit").iterdir())
+    files = [str(source / n) for n in ("model.skops", "reference.csv", "evaluation.csv")]
+    models_dir = cluster.env["XAI_MODELS_DIR"]
+    for description in ("first", "second"):
+        manifest = tmp_path / f"{description}.yaml"
+        manifest.write_text(
+            (source / "manifest.yaml")
+            .read_text()
+            .replace("name: german-credit-logit", "name: logit-from-cli", 1)
+            .replace("description: Logistic", f"description: {description} logistic", 1)
+        )
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "register",
+                "--json",
+                "--manifest",
+                str(manifest),
+                *files,
+                "--models-dir",
+                models_dir,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        version = json.loads(run.stdout)["version"]
+        deadline, latest = time.monotonic() + 10, None
+        while time.monotonic() < deadline and latest != version:
+            described = http.get("/v1/models/logit-from-cli")
+            latest = (
+                described.json().get("latest_version") if described.status_code == 200 else None
+            )
+            time.sleep(0.2)
+        assert latest == version, f"{description}: not served within 10 s"
+        explained = http.post(
+            "/v1/models/logit-from-cli/explain", json={"instances": [applicant], "wait": 60}
+        )
+        assert explained.status_code == 200, explained.text
+        assert explained.json()["version"] == version
 
 
 def test_receipts_live_in_redis_without_ttl_and_survive_its_restart(

@@ -117,17 +117,30 @@ def test_cli_registers_with_the_content_hash_as_version(
     assert sorted(p.name for p in version.path.iterdir()) == sorted(
         ["manifest.yaml", "registration.json", *(p.name for p in reg.candidate.files())]
     )
-    # the validation summary: rows read, and the AUC of the booster's own scores
-    assert described["reference_rows"] == REFERENCE_ROWS
-    assert described["evaluation_rows"] == 80
+    # the registration report: rows read, and the AUC of the booster's own scores
+    assert [(d["role"], d["rows"], d["labelled"]) for d in described["data"]] == [
+        ("reference", REFERENCE_ROWS, True),
+        ("evaluation", 80, True),
+    ]
+    evaluation = reg.candidate.data.iloc[-80:]
+    performance = described["evaluation"]
+    assert (performance["file"], performance["rows"]) == ("evaluation.csv", 80)
     if kind in CLASSIFIERS:
-        evaluation = reg.candidate.data.iloc[-80:]
         favourable = (evaluation["outcome"] == "good").to_numpy(dtype=int)
         expected = roc_auc_score(favourable, reg.margin(evaluation))
-        assert described["evaluation_auc"] == pytest.approx(expected, abs=1e-9)
+        assert performance["roc_auc"] == pytest.approx(expected, abs=1e-9)
         assert 0.7 < expected <= 1.0
+        assert performance["base_rate"] == pytest.approx(favourable.mean())
+        assert described["orientation"]["checked_on"] == "evaluation.csv"
+        assert set(described["shap"]) == {"log_odds", "probability"}
     else:
-        assert "evaluation_auc" not in described
+        amount = evaluation["amount"].to_numpy()
+        residual = amount - reg.margin(evaluation)
+        expected_r2 = 1 - np.sum(residual**2) / np.sum((amount - amount.mean()) ** 2)
+        assert performance["r2"] == pytest.approx(expected_r2, abs=1e-9)
+        assert performance["rmse"] == pytest.approx(np.sqrt(np.mean(residual**2)), abs=1e-9)
+        assert performance["roc_auc"] is None and described["orientation"] is None
+        assert set(described["shap"]) == {"raw"}
 
 
 def test_registering_the_same_files_again_is_idempotent(

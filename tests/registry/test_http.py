@@ -100,9 +100,20 @@ def test_registering_a_booster_makes_it_listed_and_explainable(
     digest = candidate_hash(xgb)
     assert body["name"] == "toy-http"
     assert (body["version"], body["content_hash"], body["created"]) == (digest[:16], digest, True)
-    assert body["validation"]["reference_rows"] == REFERENCE_ROWS
-    assert body["validation"]["evaluation_rows"] == 80
-    assert 0.7 < body["validation"]["evaluation_auc"] <= 1
+    report = body["report"]
+    assert [(d["file"], d["rows"]) for d in report["data"]] == [
+        ("reference.csv", REFERENCE_ROWS),
+        ("evaluation.csv", 80),
+    ]
+    assert 0.7 < report["evaluation"]["roc_auc"] <= 1
+    assert report["orientation"] == {
+        "positive_class": "good",
+        "declared_by": "classes[1]",
+        "favourable_class": "good",
+        "checked_on": "evaluation.csv",
+    }
+    assert report["shap"]["log_odds"]["algorithm"] == "tree"
+    assert report["methods"] == ["anchor", "counterfactual", "lime", "shap"]
 
     listed = {m["name"]: m for m in http.get("/v1/models").json()["models"]}
     assert listed["toy-http"]["latest_version"] == digest[:16]
@@ -223,6 +234,39 @@ def test_an_invalid_manifest_is_refused_at_the_field(http: httpx.Client, xgb: Ca
     ]
     issues = detail(http.post("/v1/models", files=uploads(xgb, manifest=b"name: [")))
     assert issues[0]["loc"] == ["manifest"]
+
+
+def test_bad_data_files_are_refused_with_file_row_and_column(
+    http: httpx.Client, xgb: Candidate
+) -> None:
+    """Labels that are not the declared classes (classes '0'/'1' for good/bad labels) and a
+    value outside its declared range: each located by upload, row and column."""
+    spec = yaml.safe_load(xgb.manifest_path.read_text())
+    spec.update(name="toy-http-baddata", classes=["0", "1"], favourable_class="1")
+    evaluation = (xgb.folder / "evaluation.csv").read_text().splitlines()
+    header = evaluation[0].split(",")
+    fifth = evaluation[5].split(",")
+    fifth[header.index("income")] = "5000"
+    evaluation[5] = ",".join(fifth)
+    issues = detail(
+        http.post(
+            "/v1/models",
+            files=uploads(
+                xgb,
+                manifest=yaml.safe_dump(spec).encode(),
+                evaluation="\n".join(evaluation).encode() + b"\n",
+            ),
+        )
+    )
+    located = [(i["loc"], i["msg"].split(": ")[0]) for i in issues]
+    assert located == [
+        (["body", "reference", 1, "outcome"], "reference.csv row 1, column 'outcome'"),
+        (["body", "evaluation", 5, "income"], "evaluation.csv row 5, column 'income'"),
+        (["body", "evaluation", 1, "outcome"], "evaluation.csv row 1, column 'outcome'"),
+    ]
+    assert "'5000' is outside the declared range [0, 1000]" in issues[1]["msg"]
+    assert "is not one of the declared classes ('0', '1')" in issues[2]["msg"]
+    assert http.get("/v1/models/toy-http-baddata").status_code == 404
 
 
 def test_refused_uploads_leave_nothing_behind(

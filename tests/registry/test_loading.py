@@ -27,6 +27,7 @@ from service.registry.artifacts import (
     check_upload_format,
     load_predictor,
 )
+from service.registry.datafiles import DataFileError
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import SAFE_FORMATS, ArtifactFormat, Manifest, parse_manifest
 from service.registry.predictors import SklearnPredictor
@@ -299,15 +300,15 @@ def test_model_inputs_that_differ_from_the_features_are_refused(tmp_path: Path) 
 @pytest.mark.parametrize(
     "edit, words",
     [
+        (lambda d: d.drop(columns="housing"), "reference.csv has no column 'housing' (a feature)"),
         (
-            lambda d: d.drop(columns="housing"),
-            "reference data reference.csv: reference.csv lacks feature columns ['housing']",
+            lambda d: d.assign(housing="castle"),
+            "reference.csv row 1, column 'housing': 'castle' is not a declared category",
         ),
-        (lambda d: d.assign(housing="castle"), "housing has values ['castle'] not in categories"),
-        (lambda d: d.iloc[:0], "reference data reference.csv has no rows"),
+        (lambda d: d.iloc[:0], "reference.csv has no rows"),
         (
             lambda d: d.assign(income="lots"),
-            "reference data reference.csv: could not convert string to float: 'lots'",
+            "reference.csv row 1, column 'income': 'lots' is not a number (64 rows",
         ),
     ],
     ids=["missing-column", "unknown-category", "empty", "not-a-number"],
@@ -316,23 +317,35 @@ def test_bad_reference_data_is_refused(tmp_path: Path, edit: Any, words: str) ->
     candidate = sklearn_candidate(tmp_path, pipeline())
     reference = pd.read_csv(candidate.folder / "reference.csv")
     edit(reference).to_csv(candidate.folder / "reference.csv", index=False)
-    with pytest.raises(CandidateError) as caught:
+    with pytest.raises(DataFileError) as caught:
         validate_candidate(candidate.folder, "http")
     assert words in str(caught.value)
 
 
-def test_validation_summarises_rows_and_evaluation_auc(tmp_path: Path) -> None:
+def test_validation_reports_rows_auc_accuracy_and_base_rate(tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
     candidate = sklearn_candidate(tmp_path, pipeline())
-    summary = validate_candidate(candidate.folder, "http")
+    report = validate_candidate(candidate.folder, "http").report
     evaluation = candidate.data.iloc[-80:]
-    expected = roc_auc_score(evaluation["outcome"] == "good", candidate.raw_probability(evaluation))
-    assert summary == {
-        "reference_rows": 64,
-        "evaluation_rows": 80,
-        "evaluation_auc": pytest.approx(expected, abs=1e-12),
-    }
+    favourable = (evaluation["outcome"] == "good").to_numpy()
+    scores = candidate.raw_probability(evaluation)
+    assert [(d.role, d.file, d.rows, d.labelled) for d in report.data] == [
+        ("reference", "reference.csv", 64, True),
+        ("evaluation", "evaluation.csv", 80, True),
+    ]
+    performance = report.evaluation
+    assert performance is not None
+    assert performance.roc_auc == pytest.approx(roc_auc_score(favourable, scores), abs=1e-12)
+    assert performance.accuracy == pytest.approx(np.mean((scores >= 0.5) == favourable))
+    assert performance.base_rate == pytest.approx(favourable.mean())
+    assert (performance.threshold, performance.r2, performance.rmse) == (0.5, None, None)
+    assert report.orientation is not None
+    assert (report.orientation.positive_class, report.orientation.declared_by) == (
+        "good",
+        "classes_",
+    )
+    assert report.warnings == []
 
 
 def test_the_cli_refuses_unsafe_artifacts_and_registers_trusted_joblib(tmp_path: Path) -> None:
@@ -359,7 +372,7 @@ def test_the_cli_refuses_unsafe_artifacts_and_registers_trusted_joblib(tmp_path:
     code, out, err = results["trusted"]
     assert code == 0, err
     name, version_id, state, summary = parse_cli(out)
-    assert (name, state, summary["reference_rows"]) == ("trusted", "registered", 64)
+    assert (name, state, summary["data"][0]["rows"]) == ("trusted", "registered", 64)
 
     store = ModelStore(models)
     store.scan()

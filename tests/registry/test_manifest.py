@@ -279,6 +279,21 @@ CROSS_CASES: dict[str, tuple[Mutation, str, str]] = {
         "target must not also be a feature",
         "target",
     ),
+    "positive class not a class": (
+        lambda m: m["artifact"].update(positive_class="yes"),
+        "positive_class 'yes' must be one of classes ['bad', 'good']",
+        "artifact",
+    ),
+    "regression with a positive class": (
+        lambda m: (
+            m.update(task="regression"),
+            m.pop("classes"),
+            m.pop("favourable_class"),
+            m["artifact"].update(positive_class="good"),
+        ),
+        "positive_class applies to classifiers; regression takes none",
+        "artifact",
+    ),
     "artifact named manifest.yaml": (
         lambda m: m["artifact"].update(path="manifest.yaml"),
         "must be distinct files",
@@ -306,12 +321,26 @@ def test_a_rule_across_fields_is_refused_with_its_reason(base: dict[str, Any], c
 
 
 @pytest.mark.parametrize(
-    "case", ["favourable class not a class", "duplicate feature names", "regression with classes"]
+    "case",
+    [
+        "favourable class not a class",
+        "duplicate feature names",
+        "regression with classes",
+        "positive class not a class",
+    ],
 )
 def test_a_rule_across_fields_is_located_at_the_field(base: dict[str, Any], case: str) -> None:
     mutate, words, field = CROSS_CASES[case]
     issues = refused(base, mutate)
     assert any(i.loc[:2] == ("manifest", field) and words in i.msg for i in issues), issues
+
+
+def test_the_positive_class_defaults_to_classes_1(base: dict[str, Any]) -> None:
+    assert parse_manifest(yaml.safe_dump(base)).positive_class == "good"
+    manifest = copy.deepcopy(base)
+    manifest["artifact"].update(format="xgboost-json", path="model.json", positive_class="bad")
+    parsed = parse_manifest(yaml.safe_dump(manifest))
+    assert (parsed.positive_class, parsed.artifact.is_booster) == ("bad", True)
 
 
 def test_a_regression_manifest_without_classes_is_valid(base: dict[str, Any]) -> None:

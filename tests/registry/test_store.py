@@ -190,11 +190,44 @@ def test_a_version_registered_by_another_process_is_found_by_id(store: ModelStor
     assert store.get("toy").version_id == theirs.version_id
 
 
-def test_a_model_registered_by_another_process_is_found_by_id(store: ModelStore) -> None:
+def test_a_model_registered_by_another_process_is_found_by_name(store: ModelStore) -> None:
     theirs, _ = ModelStore(store.root).register(toy_manifest(), toy_files(), "http")
-    with pytest.raises(NotFoundError):
-        store.get("toy")
-    assert store.get("toy", theirs.version_id).path == theirs.path
+    assert store.names() == []  # not looked yet ...
+    assert store.get("toy").path == theirs.path  # ... an unknown name makes the store look
+    assert store.names() == ["toy"]
+    assert store.get("toy", theirs.version_id[:6]).path == theirs.path
+
+
+def test_refresh_takes_in_new_versions_and_drops_removed_ones(store: ModelStore) -> None:
+    mine, _ = store.register(toy_manifest(), toy_files(b"mine"), "cli")
+    assert store.refresh() is False  # nothing changed: only a listing
+    other = ModelStore(store.root)
+    theirs, _ = other.register(toy_manifest("other"), toy_files(b"theirs"), "cli")
+    newer, _ = other.register(toy_manifest(), toy_files(b"newer"), "cli")
+    assert store.refresh() is True
+    assert store.names() == ["other", "toy"]
+    assert store.get("toy").version_id == newer.version_id  # the latest is the newest
+    shutil.rmtree(newer.path)
+    assert store.refresh() is True
+    assert store.get("toy").version_id == mine.version_id
+    assert [v.version_id for v in store.versions("other")] == [theirs.version_id]
+
+
+def test_refresh_reads_a_refused_folder_again_only_when_it_changes(
+    store: ModelStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    version, _ = store.register(toy_manifest(), toy_files(), "cli")
+    copy = store.root / "toy" / ("0" * 16)
+    shutil.copytree(version.path, copy)  # a folder whose name is not its content hash
+    assert store.refresh() is False
+    assert "does not match folder name" in store.problems[str(copy)]
+    caplog.clear()
+    for _ in range(3):
+        assert store.refresh() is False
+    assert "skipping model folder" not in caplog.text  # not read (nor logged) again
+    shutil.rmtree(copy)
+    store.refresh()
+    assert store.problems == {}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = Path(sys.executable).parent / "xai-service"
+CLI = [sys.executable, "-m", "service.cli"]
 DEMO_MANIFEST = next((ROOT / "models" / "german-credit").glob("*/manifest.yaml"))
 
 HOUSING = ["rent", "own", "free"]
@@ -164,9 +164,11 @@ def write_candidate(
     """Manifest, reference and evaluation CSVs (and artifact bytes, if given) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
-    data.iloc[:REFERENCE_ROWS].to_csv(folder / "reference.csv", index=False)
+    # the data files hold the features and the manifest's target, nothing else
+    columns = [f["name"] for f in manifest["features"]] + [manifest["target"]]
+    data[columns].iloc[:REFERENCE_ROWS].to_csv(folder / "reference.csv", index=False)
     if "evaluation_data" in manifest:
-        data.iloc[-EVALUATION_ROWS:].to_csv(folder / "evaluation.csv", index=False)
+        data[columns].iloc[-EVALUATION_ROWS:].to_csv(folder / "evaluation.csv", index=False)
     if artifact is not None:
         (folder / manifest["artifact"]["path"]).write_bytes(artifact)
 
@@ -275,11 +277,13 @@ def lightgbm_candidate(
 def cli_register(
     candidate: Candidate, models_dir: Path, files: Sequence[Path] | None = None
 ) -> subprocess.Popen[str]:
-    """Start ``xai-service register`` for a candidate (returns the running process)."""
+    """Start ``xai-service register --json`` for a candidate (returns the running process);
+    this worktree's code, run as ``python -m service.cli``."""
     return subprocess.Popen(
         [
-            str(CLI),
+            *CLI,
             "register",
+            "--json",
             "--manifest",
             str(candidate.manifest_path),
             *[str(p) for p in (files if files is not None else candidate.files())],
@@ -293,7 +297,7 @@ def cli_register(
     )
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+def finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
 
@@ -330,15 +334,12 @@ def candidate_hash(candidate: Candidate) -> str:
 
 
 def parse_cli(out: str) -> tuple[str, str, str, dict[str, Any]]:
-    """``<name> <version> registered|already registered <summary json>``."""
+    """``register --json`` output: (name, version, registered|already registered, report)."""
     import json
-    import re
 
-    match = re.fullmatch(
-        r"(\S+) ([0-9a-f]{16}) (registered|already registered) (\{.*\})", out.strip()
-    )
-    assert match, f"unexpected CLI output: {out!r}"
-    return match[1], match[2], match[3], json.loads(match[4])
+    document = json.loads(out)
+    state = "registered" if document["created"] else "already registered"
+    return document["name"], document["version"], state, document["report"]
 
 
 def xgboost_native_candidate(folder: Path, name: str) -> Candidate:

@@ -82,7 +82,10 @@ async def register_model(
     reference: Annotated[UploadFile, File(description="Reference rows (CSV)")],
     evaluation: Annotated[UploadFile | None, File(description="Evaluation rows (CSV)")] = None,
 ) -> Response:
-    """Register a new immutable version (admin scope). Pickle/joblib are refused."""
+    """Register a new immutable version (admin scope); the answer is its registration
+    report. Refused with 422, each issue located: pickle/joblib, data files that do not fit
+    the manifest (file, row, column), a classifier whose scores rank the labelled rows
+    backwards (ROC AUC < 0.5: the class order is likely inverted), TODO placeholders."""
     uploads = {"artifact": await artifact.read(), "reference": await reference.read()}
     if evaluation is not None:
         uploads["evaluation"] = await evaluation.read()
