@@ -9,9 +9,11 @@ import pandas as pd
 
 from service.adverse.baseline import policy_baseline
 from service.adverse.fairness import fairness_probe
-from service.adverse.options import AdverseActionOptions
-from service.adverse.reasons import Contribution, principal_reasons, proxy_warning
+from service.adverse.options import NEEDS_CLASSIFIER, AdverseActionOptions
+from service.adverse.proxy import proxy_warning
+from service.adverse.reasons import Contribution, principal_reasons
 from service.adverse.recourse import RecourseFinder, plain
+from service.errors import invalid
 from service.explainers.shap import ShapExplainer
 from service.explainers.shap.options import ShapOptions
 from service.registry.loaded import LoadedModel
@@ -25,8 +27,15 @@ class AdverseActionEngine:
     explainer measuring against it, and the recourse search."""
 
     def __init__(self, model: LoadedModel, options: AdverseActionOptions) -> None:
+        if not model.predictor.is_classifier:
+            raise invalid(("path", "name"), NEEDS_CLASSIFIER)
         self.model, self.options = model, options
         self.threshold = model.manifest.decision_threshold
+        self.min_reason_share = (
+            options.min_reason_share
+            if options.min_reason_share is not None
+            else model.manifest.min_reason_share
+        )
         self.baseline = policy_baseline(model, options.baseline or model.manifest.policy_baseline)
         self.shap = ShapExplainer(
             model.with_reference(self.baseline.rows),
@@ -59,10 +68,14 @@ class AdverseActionEngine:
             Contribution(a["feature"], a["value"], -a["contribution"]) for a in shap["attributions"]
         ]
         reasons: list[dict[str, Any]] = []
-        warning = recourse = None
+        warning = recourse = materiality = None
         if not approved:
-            reasons = principal_reasons(
-                self.model, self.baseline, contributions, self.options.max_reasons
+            reasons, materiality = principal_reasons(
+                self.model,
+                self.baseline,
+                contributions,
+                self.options.max_reasons,
+                self.min_reason_share,
             )
             warning = proxy_warning(self.model, contributions, self.options.proxy_share)
             if self.recourse is not None:
@@ -76,11 +89,14 @@ class AdverseActionEngine:
             "attribution": {
                 "method": self.shap.algorithm,
                 "output_space": shap["output_space"],
+                "favourable_class": self.model.manifest.favourable_class,
                 "base_value": shap["base_value"],
                 "background": self.shap.background.summary(),
                 **self._attribution_notes(),
+                "attributions": shap["attributions"],
             },
             "reasons": reasons,
+            "materiality": materiality,
             "proxy_warning": warning,
             "recourse": recourse,
             "evidence": {

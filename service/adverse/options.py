@@ -9,6 +9,11 @@ from pydantic import Field
 from service.explainers.base import MethodOptions
 from service.registry.manifest import PolicyBaseline
 
+NEEDS_CLASSIFIER = (
+    "adverse-action decisions need a binary classifier (a decision with reasons for a "
+    "denial); this model is a regression model: use /explain for its attributions"
+)
+
 
 class RecourseOptions(MethodOptions):
     """How recourse (counterfactuals that flip a denial) is searched."""
@@ -22,9 +27,17 @@ class RecourseOptions(MethodOptions):
 
 
 class AdverseActionOptions(MethodOptions):
-    """How reasons are chosen. Defaults: at most 4 reasons against the manifest's baseline."""
+    """How reasons are chosen. Defaults: at most 4 material reasons, manifest's baseline."""
 
     max_reasons: int = Field(4, ge=1, le=10, description="Most reasons given (Reg B: commonly 4).")
+    min_reason_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A reason is stated only if it carries at least this share of the total "
+        "push toward denial (when none does, the largest is stated and flagged); default: "
+        "the manifest's min_reason_share (0.05 unless set).",
+    )
     baseline: PolicyBaseline | None = Field(
         None, description="Population reasons are measured against; default: the manifest's."
     )

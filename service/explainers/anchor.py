@@ -11,10 +11,13 @@ An empty rule (no condition) is returned when the label holds without any.
 
 Conditions, one per feature, all true for the instance:
 - categorical/ordinal: ``feature = instance's category``;
-- numeric: an interval whose ends are quartile edges of the reference data (lime's
-  quartile discretiser, the bins anchor-exp uses): ``f <= q``, ``f > q`` or
-  ``q1 < f <= q2``, containing the instance's value. A rule's length is its number of
-  conditions (features).
+- numeric: an interval whose ends are edges of the feature's discretisation
+  (``service/explainers/anchor_bins.py``: cut points from the request or the manifest,
+  else ``quantile_bins`` quantiles of the reference data; by default quartiles, lime's
+  discretiser and the bins anchor-exp uses): ``f <= q``, ``f > q`` or ``q1 < f <= q2``,
+  containing the instance's value. A rule's length is its number of conditions
+  (features). A model driven by a threshold that falls inside a bin cannot reach a high
+  precision with that bin: finer quantiles or a cut point at the threshold let it.
 
 D(. | A), the perturbation distribution: a reference row drawn uniformly (bootstrap), with
 every categorical condition's feature set to the instance's category and every numeric
@@ -55,13 +58,14 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from itertools import repeat
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from service.errors import invalid
+from service.explainers.anchor_bins import DEFAULT_QUANTILE_BINS, check_cut_points, numeric_edges
 from service.explainers.base import Explainer, MethodOptions
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import FeatureType
@@ -81,7 +85,9 @@ WINDOW = 16
 # Distinct rows whose label one search remembers.
 MEMO_LIMIT = 100_000
 COVERAGE_SEED = 0
-QUARTILES = (25, 50, 75)
+CutPoints = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=100)
+]
 
 
 class AnchorOptions(MethodOptions):
@@ -118,6 +124,24 @@ class AnchorOptions(MethodOptions):
         le=100_000,
         description="New samples on which the found rule's precision is re-measured.",
     )
+    quantile_bins: int = Field(
+        DEFAULT_QUANTILE_BINS,
+        ge=2,
+        le=100,
+        description="Numeric features without cut points are cut at this many quantile bins "
+        "of the reference data (4: quartiles).",
+    )
+    cut_points: dict[str, CutPoints] | None = Field(
+        None,
+        description="Per numeric feature: the interval edges rules may use (e.g. a policy "
+        "threshold; in any order), instead of the manifest's cut_points or the quantiles.",
+    )
+
+    @field_validator("cut_points")
+    @classmethod
+    def _cut_points(cls, value: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+        # a set of edges: their order and repeats carry no meaning
+        return None if value is None else {k: sorted(set(v)) for k, v in value.items()}
 
 
 class _Condition(NamedTuple):
@@ -176,12 +200,12 @@ class AnchorExplainer(Explainer):
             None if numeric else {c: i for i, c in enumerate(f.categories or [])}
             for f, numeric in zip(self.features, self.numeric, strict=True)
         ]
+        check_cut_points(model.manifest, options.cut_points)
         reference = model.reference
         values = self._encode(reference)
-        self.edges = [
-            np.unique(np.percentile(values[:, j], QUARTILES)) if numeric else None
-            for j, numeric in enumerate(self.numeric)
-        ]
+        self.edges, self.discretisation = numeric_edges(
+            model.manifest, values, options.quantile_bins, options.cut_points
+        )
         # Rows are sampled as indices into each column's values: numeric columns index
         # their distinct reference values (one more index: the instance's own value when
         # the reference lacks it), categorical columns their category codes.
@@ -392,6 +416,7 @@ class AnchorExplainer(Explainer):
                 "seed": seed,
                 "coverage_rows": int(self.coverage_rows.shape[0]),
                 "protected_features_in_rule": protected,
+                "discretisation": self.discretisation,
             },
         }
 

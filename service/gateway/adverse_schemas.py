@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.adverse.options import AdverseActionOptions
-from service.gateway.schemas import APPLICANT_EXAMPLE, FeatureChange
+from service.gateway.schemas import APPLICANT_EXAMPLE, Attribution, FeatureChange
 
 Value = str | float
 
@@ -70,7 +70,35 @@ class Reason(BaseModel):
         description="Push toward denial relative to the baseline (log-odds), summed over "
         "the features sharing this code.",
     )
+    share: float | None = Field(
+        None,
+        description="Its share of the total push toward denial (all features); absent only "
+        "in receipts issued before reasons had to be material.",
+    )
     features: list[ReasonFeature]
+
+
+class OmittedReason(BaseModel):
+    code: str
+    feature: str
+    contribution: float = Field(..., description="Push toward denial (log-odds).")
+    share: float = Field(..., description="Share of the total push toward denial.")
+    why: Literal["immaterial", "beyond max_reasons"]
+
+
+class Materiality(BaseModel):
+    min_reason_share: float = Field(
+        ..., description="A reason is stated only if its share reaches this (request or manifest)."
+    )
+    total_toward_denial: float = Field(
+        ..., description="Sum of every feature's push toward denial (log-odds), protected ones too."
+    )
+    omitted: list[OmittedReason] = Field(..., description="Reasons not stated, and why.")
+    note: str | None = Field(
+        None,
+        description="Set when no reason is material (the largest is stated anyway) or none "
+        "can be stated.",
+    )
 
 
 class BaselineInfo(BaseModel):
@@ -91,6 +119,7 @@ class AttributionInfo(BaseModel):
         ..., description="tree (TreeSHAP), linear, exact (enumeration) or sampling."
     )
     output_space: str
+    favourable_class: str | None = Field(None, description="The class the output space scores.")
     base_value: float = Field(..., description="Mean model output over the background.")
     background: BackgroundUsed
     implementation: Literal["native", "shap"] | None = Field(
@@ -98,6 +127,11 @@ class AttributionInfo(BaseModel):
     )
     fallback_reason: str | None = Field(
         None, description="Why an exact algorithm (or the native engine) was not used."
+    )
+    attributions: list[Attribution] | None = Field(
+        None,
+        description="SHAP value of every raw feature against the baseline (positive: toward "
+        "the favourable class); what /v1/plots/waterfall draws for this job.",
     )
 
 
@@ -153,6 +187,9 @@ class AdverseActionDecision(BaseModel):
     baseline: BaselineInfo
     attribution: AttributionInfo
     reasons: list[Reason]
+    materiality: Materiality | None = Field(
+        None, description="How the reasons were chosen (denials only)."
+    )
     proxy_warning: ProxyWarning | None
     recourse: Recourse | None = Field(..., description="Null for an approval or when disabled.")
     evidence: AdverseActionEvidence

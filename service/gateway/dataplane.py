@@ -23,6 +23,7 @@ from service.errors import (
     UnavailableError,
     error_from_payload,
 )
+from service.explainers.anchor_bins import check_cut_points
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.global_.check import check_request
 from service.gateway import schemas
@@ -157,6 +158,8 @@ class DataPlane:
     ) -> Outcome:
         version, instances = await self.checked_instances(name, version_id, body.instances)
         methods = list(dict.fromkeys(body.methods))
+        if "anchor" in methods and body.options.anchor is not None:
+            check_cut_points(version.manifest, body.options.anchor.cut_points)
         options: dict[str, Any] = {
             m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
         }

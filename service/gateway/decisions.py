@@ -11,14 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from service.adverse.options import AdverseActionOptions
-from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError
+from service.adverse.options import NEEDS_CLASSIFIER, AdverseActionOptions
+from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError, invalid
 from service.gateway import adverse_schemas as aa
 from service.gateway.dataplane import BATCH, Outcome, job_header
 from service.jobs.keys import content_key, derived_seed
 from service.jobs.spec import TaskKind
-from service.receipts.record import differences
+from service.receipts.record import (
+    MATERIALITY_OPTION,
+    differences,
+    issued_before_materiality,
+    without_materiality_fields,
+)
 from service.receipts.store import ReceiptStore, open_receipts
+from service.registry.manifest import Manifest, Task
 from service.registry.schema import validate_instance
 
 if TYPE_CHECKING:
@@ -33,6 +39,10 @@ RECOURSE_NOTE = (
     "the recourse search runs under a time budget; a search cut short by it depends on "
     "machine speed and load, so its options can differ on replay while the decision, "
     "reasons and evidence match"
+)
+LEGACY_NOTE = (
+    "issued before reasons had to be material: replayed stating every denial-ward reason, "
+    "as then; the fields added since are not compared"
 )
 MAX_CSV_ISSUES = 50
 
@@ -52,6 +62,7 @@ class Decisions:
     ) -> Outcome:
         """One applicant: the decision document with header fields, or 202 past ``wait``."""
         version = self.plane.store.get(name, version_id)
+        require_classifier(version.manifest)
         applicant = _validated(version.manifest, body.applicant, ("body", "applicant"))
         ids = [body.application_id]
         outcome = await self._submit(version, [applicant], ids, body.options, body.wait, None)
@@ -72,6 +83,7 @@ class Decisions:
         wait: float | None,
     ) -> Outcome:
         """Many applicants as one job on the batch queue; result rows as for one applicant."""
+        require_classifier(self.plane.store.get(name, version_id).manifest)
         version, instances = await self.plane.checked_instances(name, version_id, applicants)
         if application_ids is not None and len(application_ids) != len(instances):
             raise InvalidRequestError(
@@ -134,6 +146,10 @@ class Decisions:
         if version.content_hash != receipt["content_hash"]:
             raise ConflictError(f"model version {receipt['version']} no longer has its content")
         request = receipt["request"]
+        options = dict(request["options"])
+        legacy = issued_before_materiality(options)
+        if legacy:
+            options[MATERIALITY_OPTION] = 0.0
         outcome = await self.plane.jobs.call(
             {
                 "kind": TaskKind.adverse_action,
@@ -141,7 +157,7 @@ class Decisions:
                 "model": version.name,
                 "version": version.version_id,
                 "instances": [request["applicant"]],
-                "options": {"adverse_action": request["options"]},
+                "options": {"adverse_action": options},
                 "seed": receipt["seed"],
                 "offset": receipt["index"],
                 "job_id": receipt["job_id"],
@@ -149,6 +165,8 @@ class Decisions:
             }
         )
         replayed = orjson.loads(orjson.dumps(outcome["results"][0]))
+        if legacy:
+            replayed = without_materiality_fields(replayed)
         found = differences(receipt["response"], replayed)
         decisive = [d for d in found if not d["path"].startswith(RECOURSE_PATHS)]
         recourse = [d for d in found if d["path"].startswith(RECOURSE_PATHS)]
@@ -165,6 +183,7 @@ class Decisions:
                 "content_hash": version.content_hash,
                 "seed": receipt["seed"],
                 "row_seed": receipt["row_seed"],
+                **({"rules": LEGACY_NOTE} if legacy else {}),
             },
         )
 
@@ -230,6 +249,12 @@ class Decisions:
                 "adverse-action results; use json or jsonl"
             )
         return document["results"]
+
+
+def require_classifier(manifest: Manifest) -> None:
+    """Adverse action decides between classes: a regression model is refused up front."""
+    if manifest.task is Task.regression:
+        raise invalid(("path", "name"), NEEDS_CLASSIFIER)
 
 
 def _validated(manifest: Any, applicant: dict[str, Any], loc: tuple[str, ...]) -> dict[str, Any]:

@@ -223,6 +223,19 @@ class AnchorCondition(BaseModel):
     text: str
 
 
+class AnchorFeatureEdges(BaseModel):
+    feature: str
+    source: Literal["request", "manifest", "quantiles"] = Field(
+        ..., description="Cut points of the request or the manifest, or reference quantiles."
+    )
+    edges: list[float] = Field(..., description="Interval edges numeric conditions use.")
+
+
+class AnchorDiscretisation(BaseModel):
+    quantile_bins: int = Field(..., description="Bins of features without cut points.")
+    features: list[AnchorFeatureEdges] = Field(..., description="One per numeric feature.")
+
+
 class AnchorEvidence(BaseModel):
     precision_fresh: float = Field(..., description="Precision on samples the search never saw.")
     fresh_samples: int
@@ -238,6 +251,7 @@ class AnchorEvidence(BaseModel):
     seed: int
     coverage_rows: int
     protected_features_in_rule: list[str]
+    discretisation: AnchorDiscretisation
 
 
 class AnchorExplanation(BaseModel):

@@ -11,7 +11,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from service.plots.render import figure, readable
-from service.plots.sources import space_label
+from service.plots.sources import require_finite, space_label
 
 BINS = 60
 ROW_HEIGHT = 0.4
@@ -20,6 +20,7 @@ ROW_HEIGHT = 0.4
 def beeswarm(section: dict[str, Any], top: int = 12) -> Figure:
     """The ``top`` features by mean |SHAP|, most important at the top."""
     features = section["features"][:top][::-1]
+    require_finite("the beeswarm", [(f["feature"], v) for f in features for v in f["shap"]])
     fig = figure(8.5, 0.45 * len(features) + 1.6)
     ax = fig.add_subplot()
     cmap = colormaps["coolwarm"]

@@ -7,14 +7,20 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from service.plots.render import NEGATIVE, NEUTRAL, POSITIVE, figure, readable, show_value
-from service.plots.sources import space_label
+from service.plots.sources import require_finite, space_label
 
 
 def dependence(section: dict[str, Any], entry: dict[str, Any], method: str) -> Figure:
     """The average curve (PDP) over thin individual curves (ICE) when the job has them."""
+    categorical = entry["kind"] == "categorical"
+    name = entry["feature"]
+    points = [("average", v) for v in entry["average"]]
+    points += [(f"ICE curve {i}", v) for i, c in enumerate(entry.get("curves") or []) for v in c]
+    if not categorical:
+        points += [("grid", v) for v in entry["grid"]]
+    require_finite(f"the partial dependence of {name}", points)
     fig = figure(7.5, 4.2)
     ax = fig.add_subplot()
-    categorical = entry["kind"] == "categorical"
     x = list(range(len(entry["grid"]))) if categorical else entry["grid"]
     for curve in entry.get("curves") or []:
         ax.plot(x, curve, color=NEUTRAL, alpha=0.18, linewidth=0.7)
@@ -37,6 +43,10 @@ def dependence(section: dict[str, Any], entry: dict[str, Any], method: str) -> F
 
 def accumulated(section: dict[str, Any], entry: dict[str, Any]) -> Figure:
     """Centred ALE at the bin edges, with the edges marked along the axis."""
+    require_finite(
+        f"the accumulated local effects of {entry['feature']}",
+        [("edges", v) for v in entry["edges"]] + [("values", v) for v in entry["values"]],
+    )
     fig = figure(7.5, 4.2)
     ax = fig.add_subplot()
     ax.plot(entry["edges"], entry["values"], color=NEGATIVE, linewidth=2, marker="o", markersize=3)

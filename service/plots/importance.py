@@ -7,16 +7,24 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from service.plots.render import NEGATIVE, figure, readable
-from service.plots.sources import space_label
+from service.plots.sources import require_finite, space_label
 
 
 def importance(method: str, section: dict[str, Any], top: int = 15) -> Figure:
     """The ``top`` most important features, largest at the top."""
     features = section["features"][:top][::-1]
     names = [readable(f["feature"]) for f in features]
+    data = section["data"]
+    if method == "permutation_importance":
+        require_finite(
+            "permutation importance",
+            [(f"{section['metric']} baseline score", section.get("baseline_score"))]
+            + [(f["feature"], f.get(k)) for f in features for k in ("mean", "std")],
+        )
+    else:
+        require_finite("SHAP importance", [(f["feature"], f.get("mean_abs")) for f in features])
     fig = figure(8.0, 0.32 * len(features) + 1.6)
     ax = fig.add_subplot()
-    data = section["data"]
     if method == "permutation_importance":
         means = [f["mean"] for f in features]
         errors = [f["std"] for f in features]

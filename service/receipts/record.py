@@ -52,6 +52,29 @@ def build_receipt(
     }
 
 
+# Receipts issued before reasons had to be material: their options lack this one, every
+# denial-ward reason was stated, and the response lacked the fields added with it.
+MATERIALITY_OPTION = "min_reason_share"
+
+
+def issued_before_materiality(options: dict[str, Any]) -> bool:
+    return MATERIALITY_OPTION not in options
+
+
+def without_materiality_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """A replayed response as a receipt issued before materiality recorded it: without
+    ``materiality``, ``attribution.favourable_class``/``attributions`` and reason shares."""
+    out = {k: v for k, v in document.items() if k != "materiality"}
+    attribution = out.get("attribution")
+    if isinstance(attribution, dict):
+        drop = ("favourable_class", "attributions")
+        out["attribution"] = {k: v for k, v in attribution.items() if k not in drop}
+    out["reasons"] = [
+        {k: v for k, v in r.items() if k != "share"} for r in out.get("reasons") or []
+    ]
+    return out
+
+
 def differences(stored: Any, replayed: Any, path: str = "") -> list[dict[str, Any]]:
     """Where two JSON documents differ: one entry per differing leaf (path, both values)."""
     found: list[dict[str, Any]] = []

@@ -18,9 +18,13 @@ from pydantic import (
 )
 
 from service.errors import InvalidRequestError, Issue
+from service.registry.catalogue import category_reason_problem, code_conflicts, cut_points_problem
 from service.registry.notice import template_problem
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# Reg B asks for the principal reasons: by default a reason carrying less than this share
+# of the total push toward denial is not stated (see service/adverse/reasons.py).
+DEFAULT_MIN_REASON_SHARE = 0.05
 FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
@@ -79,6 +83,12 @@ class ReasonCode(_Strict):
     statement: Annotated[str, Field(min_length=1, max_length=300)]
 
 
+class CategoryReason(ReasonCode):
+    """The reason stated when the applicant's value is one of ``categories``."""
+
+    categories: Annotated[list[str], Field(min_length=1)]
+
+
 class Feature(_Strict):
     """One raw input feature of the model."""
 
@@ -100,6 +110,54 @@ class Feature(_Strict):
     reason_if_lower: ReasonCode | None = Field(
         None, description="Reason when the value is below the policy baseline's (numeric, ordinal)."
     )
+    reason_by_category: list[CategoryReason] | None = Field(
+        None,
+        description="Categorical/ordinal: the reason per category or group of categories, "
+        "so a statement fits the applicant's value; categories not listed use 'reason'.",
+    )
+    cut_points: list[float] | None = Field(
+        None,
+        max_length=100,
+        description="Numeric: interval edges for rule explanations (Anchors); default: "
+        "quantiles of the reference data.",
+    )
+
+    @field_validator("reason_by_category")
+    @classmethod
+    def _reason_by_category(
+        cls, entries: list[CategoryReason] | None, info: ValidationInfo
+    ) -> list[CategoryReason] | None:
+        if entries is None:
+            return None
+        if info.data.get("type") is FeatureType.numeric:
+            raise ValueError("reason_by_category applies to categorical and ordinal features")
+        if info.data.get("protected"):
+            raise ValueError("a protected feature is never a reason; it takes no reason codes")
+        if info.data.get("reason_if_higher") or info.data.get("reason_if_lower"):
+            raise ValueError("use reason_by_category or reason_if_higher/lower, not both")
+        fallback = info.data.get("reason") is not None
+        problem = category_reason_problem(entries, info.data.get("categories"), fallback)
+        if problem:
+            raise ValueError(problem)
+        return entries
+
+    @field_validator("cut_points")
+    @classmethod
+    def _cut_points(cls, points: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if points is None:
+            return None
+        if info.data.get("type") not in (None, FeatureType.numeric):
+            raise ValueError("cut_points apply to numeric features")
+        problem = cut_points_problem(points, info.data.get("range"))
+        if problem:
+            raise ValueError(problem)
+        return points
+
+    @property
+    def reason_codes(self) -> list[ReasonCode]:
+        """Every reason this feature can be stated with."""
+        codes = [self.reason, self.reason_if_higher, self.reason_if_lower]
+        return [c for c in codes if c is not None] + list(self.reason_by_category or [])
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -128,9 +186,10 @@ class Feature(_Strict):
             raise ValueError("a protected feature must have mutable: false")
         if self.protected and self.reason is not None:
             raise ValueError("a protected feature is never a reason; it takes no reason code")
-        if not self.protected and self.reason is None:
+        if not self.protected and self.reason is None and not self.reason_by_category:
             raise ValueError(
-                "a non-protected feature needs an adverse-action reason (code, statement)"
+                "a non-protected feature needs an adverse-action reason (code, statement) "
+                "or reason_by_category"
             )
         return self
 
@@ -194,6 +253,11 @@ class Manifest(_Strict):
         None,
         description="Adverse-action notice text with $placeholders (service/registry/notice.py).",
     )
+    min_reason_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        DEFAULT_MIN_REASON_SHARE,
+        description="A reason is stated only if it carries at least this share of the total "
+        "push toward denial (per request too).",
+    )
 
     # Rules across fields are field validators (on fields declared after the ones they
     # read), so an error is located at the field to fix.
@@ -249,6 +313,11 @@ class Manifest(_Strict):
         target = info.data.get("target")
         if target is not None and target in names:
             raise ValueError("target must not also be a feature")
+        conflicts = code_conflicts([c for f in features for c in f.reason_codes])
+        if conflicts:
+            raise ValueError(
+                f"reason codes {conflicts} have different statements: a code states one reason"
+            )
         return features
 
     @model_validator(mode="after")

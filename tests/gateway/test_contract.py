@@ -328,6 +328,7 @@ def positive_data_acceptance_within_contract(ctx: Any, response: Any, case: Any)
             return None
         issues = _body_detail(response)
         model_dependent = (["body", "instances"], ["body", "options", "shap", "algorithm"])
+        model_dependent += (["body", "options", "anchor", "cut_points"],)  # names features
         if case.operation.path.endswith("/global"):  # features, rows, labels, metric too
             model_dependent += (["body", "rows"], ["body", "labels"], ["body", "methods"])
             model_dependent += tuple(["body", "options", m, "features"] for m in GLOBAL_CURVES)

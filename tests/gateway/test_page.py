@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -139,7 +140,24 @@ def test_page_explains_a_denied_applicant(
     assert 1 <= len(reasons) <= 4
     protected = ("personal status and sex", "age in years", "foreign worker")
     assert not any(p in r.text for r in reasons for p in protected)
+    assert all("% of the push toward denial" in r.text for r in reasons)
+    assert "Only reasons carrying at least 5 % of the push toward denial" in text(
+        browser, "reasons-note"
+    )
     wait_for(browser, lambda d: waterfall_width(d) > 300)
+    # the waterfall is the adverse-action job's: the reasons' attributions and baseline
+    decision = httpx.post(
+        f"{server.url}/v1/models/{model}/adverse-action",
+        json={"applicant": applicant, "options": {"max_reasons": 4}},
+        timeout=60,
+    ).json()
+    waterfall = browser.find_element(By.ID, "waterfall")
+    assert waterfall.get_attribute("data-job") == decision["job_id"]
+    note = text(browser, "waterfall-note")
+    assert (
+        "against the policy baseline of the reasons: " + decision["baseline"]["description"] in note
+    )
+    assert "log-odds of 'good'" in note
     assert browser.find_elements(By.CSS_SELECTOR, "#recourse tbody tr")
     evidence = text(browser, "evidence")
     assert "Additivity error" in evidence and "Agreement" in evidence

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.errors import InvalidRequestError, Issue
+from service.explainers.global_.data import label_text
 from service.explainers.global_.options import CLASSIFIER_METRICS, GlobalOptions
 from service.registry.manifest import FeatureType, Manifest, Task
 
@@ -67,10 +68,11 @@ def _label_issues(
     if len(labels) != len(rows):
         return [Issue(("body", "labels"), f"{len(labels)} labels for {len(rows)} rows")]
     issues = []
-    if classifier and "permutation_importance" in methods and len(set(map(str, labels))) < 2:
+    texts = [label_text(v) for v in labels]
+    if classifier and "permutation_importance" in methods and len(set(texts)) < 2:
         issues.append(Issue(("body", "labels"), "permutation importance needs both classes"))
-    for i, label in enumerate(labels):
-        if classifier and str(label) not in (manifest.classes or []):
+    for i, (label, text) in enumerate(zip(labels, texts, strict=True)):
+        if classifier and text not in (manifest.classes or []):
             msg = f"must be one of the classes {manifest.classes}"
             issues.append(Issue(("body", "labels", i), msg, "enum"))
         elif not classifier and isinstance(label, str):

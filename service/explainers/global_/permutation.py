@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance as sklearn_permutation_importance
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score, roc_auc_score
 
+from service.errors import ConflictError
 from service.explainers.global_.associations import strong_associations
 from service.explainers.global_.data import GlobalData
 from service.explainers.global_.options import PermutationOptions
@@ -32,6 +34,12 @@ def permutation_importance(
     scorer = make_scorer(model, metric)
     names = model.manifest.feature_names
     frame = data.frame[names]
+    baseline = scorer(predictor, frame, data.labels)
+    if not math.isfinite(baseline):
+        raise ConflictError(
+            f"{metric} is undefined on the {len(frame)} rows used ({data.source}), e.g. "
+            "their labels hold one class only: permutation importance cannot be measured"
+        )
     computed = sklearn_permutation_importance(
         _Fitted(), frame, data.labels, scoring=scorer, n_repeats=options.n_repeats,
         random_state=seed,
@@ -48,7 +56,7 @@ def permutation_importance(
     features.sort(key=lambda f: (-f["mean"], f["feature"]))
     return {
         "metric": metric,
-        "baseline_score": scorer(predictor, frame, data.labels),
+        "baseline_score": baseline,
         "n_repeats": options.n_repeats,
         "seed": seed,
         "data": data.info(),

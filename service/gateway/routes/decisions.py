@@ -11,7 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.errors import InvalidRequestError, Issue
 from service.gateway import adverse_schemas as aa
-from service.gateway.decisions import Decisions, applicants_from_csv
+from service.gateway.decisions import Decisions, applicants_from_csv, require_classifier
 from service.gateway.deps import (
     AdminScope,
     ExplainScope,
@@ -113,6 +113,7 @@ async def adverse_action_batch(
     """Decisions and notices for many applicants (JSON list or CSV upload) as one batch job;
     results as JSON, JSON lines, CSV or plain-text notices from ``/v1/jobs/{id}/result``."""
     manifest = decisions.plane.store.get(name, version).manifest
+    require_classifier(manifest)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
         upload = form.get("file")

@@ -42,11 +42,14 @@ async def _plot(plane: Plane, job_id: str, kind: str, fmt: PlotFormat, **params:
 async def plot_waterfall(
     plane: Plane,
     job_id: JobQuery,
-    index: Annotated[int, Query(ge=0, description="Instance of the explain job.")] = 0,
+    index: Annotated[int, Query(ge=0, description="Instance (applicant) of the job.")] = 0,
     top: TopQuery = 10,
     format: FormatQuery = "svg",  # noqa: A002
 ) -> Response:
-    """Waterfall of one instance's SHAP explanation (an explain job with 'shap')."""
+    """Waterfall of one instance's SHAP values: of an explain job with 'shap' (against the
+    reference rows), or of an adverse-action job (against its policy baseline, the values
+    its reasons are made of). The title names the decision and the class its probability
+    is of."""
     return await _plot(plane, job_id, "waterfall", format, index=index, top=top)
 
 
