@@ -39,6 +39,19 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'created', 1)
 return 1
 """
+# Record a job answered from the result cache as succeeded (unless one is active); a hit
+# keeps the cached result alive as long as the record.
+RECORD_CACHED = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then return 0 end
+if status ~= 'succeeded' then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[4], ARGV[1])
+return 1
+"""
 UNAVAILABLE = "Redis is unavailable; retry shortly"
 
 
@@ -58,6 +71,7 @@ class RedisJobs:
         self._listener: asyncio.Task[None] | None = None
         self._create = self.redis.register_script(CREATE)
         self._finish = self.redis.register_script(FINISH)
+        self._record_cached = self.redis.register_script(RECORD_CACHED)
         self._stats: dict[str, float] = {}
 
     async def start(self) -> None:
@@ -77,8 +91,8 @@ class RedisJobs:
             return f"{UNAVAILABLE} ({type(exc).__name__})"
         return None
 
-    async def cached(self, job_id: str) -> bytes | None:
-        return await self._guard(lambda: self.redis.get(keys.result(job_id)))
+    async def cached(self, cache_key: str) -> bytes | None:
+        return await self._guard(lambda: self.redis.get(keys.result(cache_key)))
 
     async def view(self, job_id: str) -> JobView | None:
         raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
@@ -96,6 +110,8 @@ class RedisJobs:
             "chunks_done": 0,
             "created_at": time.time(),
             "header": orjson.dumps(header),
+            "tenant": view.tenant,
+            "cache_key": view.result_key,
         }
         flat = [x for pair in fields.items() for x in pair]
         created = await self._guard(
@@ -116,6 +132,36 @@ class RedisJobs:
         if current is None:
             raise ServiceError("job record vanished right after submission")
         return current
+
+    async def record_cached(self, view: JobView, body: bytes) -> JobView:
+        now = time.time()
+        fields: dict[str, Any] = {
+            "kind": view.kind,
+            "model": view.model,
+            "version": view.version,
+            "status": "succeeded",
+            "chunks": 0,
+            "chunks_done": 0,
+            "created_at": now,
+            "started_at": now,
+            "finished_at": now,
+            "tenant": view.tenant,
+            "cache_key": view.result_key,
+        }
+        flat = [x for pair in fields.items() for x in pair]
+        await self._guard(
+            lambda: self._record_cached(
+                keys=[
+                    keys.job(view.job_id),
+                    keys.chunks(view.job_id),
+                    keys.attempts(view.job_id),
+                    keys.result(view.result_key),
+                ],
+                args=[int(self.settings.job_ttl_seconds), *flat],
+            )
+        )
+        current = await self.view(view.job_id)
+        return current or view
 
     def _send(self, job_id: str, specs: list[TaskSpec], queue: str) -> None:
         for index, spec in enumerate(specs):
@@ -146,13 +192,16 @@ class RedisJobs:
                 self._waiters.pop(job_id, None)
 
     async def result(self, job_id: str) -> bytes | None:
-        body = await self.cached(job_id)
-        if body is not None:
-            return body
         raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
         if not raw or raw.get(b"status") != b"succeeded":
             return None
+        cache_key = raw.get(b"cache_key", b"").decode() or job_id
+        body = await self.cached(cache_key)
+        if body is not None:
+            return body
         chunks = await self._guard(lambda: self.redis.hgetall(keys.chunks(job_id)))
+        if not chunks:  # answered from a cache entry that has expired since
+            return None
         rows = [
             row
             for _, part in sorted((int(k), v) for k, v in chunks.items())
@@ -161,7 +210,7 @@ class RedisJobs:
         header = orjson.loads(raw[b"header"])
         body = await asyncio.to_thread(self.assembler, raw[b"kind"].decode(), header, rows)
         ttl = int(self.settings.job_ttl_seconds)
-        await self._guard(lambda: self.redis.set(keys.result(job_id), body, ex=ttl))
+        await self._guard(lambda: self.redis.set(keys.result(cache_key), body, ex=ttl))
         await self._guard(lambda: self.redis.expire(keys.chunks(job_id), 60))
         return body
 
@@ -296,4 +345,6 @@ def _view(job_id: str, raw: dict[bytes, bytes]) -> JobView:
         started_at=number("started_at"),
         finished_at=number("finished_at"),
         error=error,
+        tenant=raw.get(b"tenant", b"").decode(),
+        cache_key=raw.get(b"cache_key", b"").decode(),
     )

@@ -23,7 +23,7 @@ class JobState(StrEnum):
 
 @dataclass
 class JobRecord:
-    """One job (= one content key)."""
+    """One job of one tenant; its result is cached under ``cache_key`` (its content key)."""
 
     job_id: str
     kind: str
@@ -36,6 +36,8 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     error: dict[str, Any] | None = None
+    tenant: str = ""
+    cache_key: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

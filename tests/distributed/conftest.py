@@ -111,7 +111,9 @@ class WorkerProcess:
 
 
 class Cluster:
-    def __init__(self, folder: Path, models_dir: Path) -> None:
+    def __init__(
+        self, folder: Path, models_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.folder = folder
         self.redis = RedisProcess(folder).start()
         self.env = {
@@ -121,6 +123,10 @@ class Cluster:
             "XAI_JOB_TIME_LIMIT": TIME_LIMIT,
             "XAI_REDELIVERY_SECONDS": REDELIVERY,
             "XAI_CHUNK_SIZE": "100",
+            # gateway and workers share the signing keys (workers never need the server
+            # secret: the gateway's ServerProcess has it)
+            "XAI_KEYS_DIR": str(folder / "keys"),
+            **(env or {}),
         }
         self.gateway = ServerProcess(
             models_dir, {k: v for k, v in self.env.items() if k.startswith("XAI_")}
