@@ -158,13 +158,13 @@ class Decisions:
         seconds = self.plane.settings.receipt_retention_seconds
         if seconds is None:
             return 0
-        return await asyncio.to_thread(self.receipts.store.purge, time.time() - seconds)
+        return await self.receipts.call(self.receipts.store.purge, time.time() - seconds)
 
     # --- model versions
     async def delete_version(self, name: str, version_id: str) -> None:
         """Remove a version's folder; refused while receipts refer to it."""
         version = self.plane.store.get(name, version_id)
-        referring = await asyncio.to_thread(
+        referring = await self.receipts.call(
             self.receipts.store.count_for_version, version.version_id
         )
         if referring:

@@ -4,12 +4,15 @@ signature, then by re-deriving the id from the stored request, then by replay.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
+from redis.exceptions import RedisError
 
-from service.errors import ConflictError, NotFoundError
+from service.errors import ConflictError, NotFoundError, UnavailableError
 from service.gateway import adverse_schemas as aa
 from service.gateway.tenancy import DEFAULT_TENANT, Caller
 from service.jobs.spec import TaskKind
@@ -30,6 +33,7 @@ RECOURSE_NOTE = (
     "reasons and evidence match"
 )
 KEYRING_RELOAD_SECONDS = 1.0
+T = TypeVar("T")
 
 
 class Receipts:
@@ -42,9 +46,18 @@ class Receipts:
         self.public_keys: PublicKeys = load_public_keys(settings)
         self._keys_loaded = time.monotonic()
 
+    async def call(self, operation: Callable[..., T], *args: Any) -> T:
+        """A store operation off the event loop; 503 while the store cannot answer."""
+        try:
+            return await asyncio.to_thread(operation, *args)
+        except (RedisError, sqlite3.OperationalError, OSError) as exc:
+            raise UnavailableError(
+                f"the receipt store is unavailable ({type(exc).__name__}); retry shortly"
+            ) from exc
+
     async def get(self, receipt_id: str, caller: Caller) -> dict[str, Any]:
         """The stored receipt; 404 when unknown or another tenant's."""
-        receipt = await asyncio.to_thread(self.store.get, receipt_id)
+        receipt = await self.call(self.store.get, receipt_id)
         if receipt is None or not caller.sees(receipt.get("tenant", DEFAULT_TENANT)):
             raise NotFoundError(f"receipt '{receipt_id}' not found")
         return receipt

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.jobs.keys import canonical_json
-from service.registry.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from service.registry.loaded import LoadedModel
 
 RECEIPT_PREFIX = "rcpt_"
 MAX_DIFFERENCES = 50

@@ -99,7 +99,10 @@ class RedisReceipts:
     def __init__(self, url: str, retention_seconds: float | None) -> None:
         import redis
 
-        self.redis = redis.Redis.from_url(url)
+        from service.jobs.redis_store import redis_retry
+
+        # one client per process; its connection pool serves any thread
+        self.redis = redis.Redis.from_url(url, socket_timeout=10, **redis_retry())
         self.retention = retention_seconds
 
     def put_many(self, receipts: list[dict[str, Any]]) -> None:
