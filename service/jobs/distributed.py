@@ -30,9 +30,11 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Create a job unless it is active, or succeeded with its result (cached or in chunks).
 CREATE = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' or status == 'running' or status == 'succeeded' then return 0 end
+if status == 'queued' or status == 'running' then return 0 end
+if status == 'succeeded' and redis.call('EXISTS', KEYS[5], KEYS[2]) > 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -121,6 +123,7 @@ class RedisJobs:
                     keys.chunks(view.job_id),
                     keys.attempts(view.job_id),
                     keys.STATS,
+                    keys.result(view.result_key),
                 ],
                 args=[86_400, *flat],
             )
