@@ -15,17 +15,40 @@ from typing import Any
 import httpx
 import pytest
 
+from service.gateway.auth import UnauthorizedError, authenticate
 from service.gateway.dataplane import explain_work
 from service.gateway.schemas import ExplainRequest
 from service.jobs.keys import content_key, derived_seed
 from service.registry.schema import validate_instances
 from service.registry.store import ModelStore
+from service.settings import Scope, Settings
 from tests.conftest import TENANT_KEYS, ServerProcess, bearer
 from tests.gateway.test_api import metric, poll
 
 MODEL = "german-credit"
 OUTSIDERS = ("bank-b-officer", "plain-key")
 QUICK = {"recourse": {"enabled": False}}
+
+
+def test_keys_name_their_tenant_in_either_format() -> None:
+    settings = Settings(api_keys=TENANT_KEYS)
+    a1, a2, b, plain, admin = (authenticate(settings, f"Bearer {k}") for k in TENANT_KEYS)
+    assert a1.tenant == a2.tenant == "bank-a" and b.tenant == "bank-b"
+    assert plain.tenant.startswith("key:") and "plain-key" not in plain.tenant
+    assert plain.scopes == {Scope.explain} and not plain.admin and admin.admin
+    assert a1.sees("bank-a") and not a1.sees("bank-b") and admin.sees("bank-b")
+    for header in (None, "Bearer nope", "Basic plain-key", "Bearer "):
+        with pytest.raises(UnauthorizedError):
+            authenticate(settings, header)
+    open_demo = authenticate(Settings(), None)  # no keys: one tenant, everything allowed
+    assert open_demo.tenant == "default" and open_demo.admin
+
+
+def test_a_bad_grant_is_named_by_position_never_by_its_key() -> None:
+    for grant in (["explian"], {"scopes": ["explain"], "tenant": "a:b"}, "explain"):
+        with pytest.raises(ValueError, match="API key #2") as raised:
+            Settings(api_keys={"fine-key": ["explain"], "s3cret-value": grant})
+        assert "s3cret-value" not in str(raised.value)
 
 
 @pytest.fixture(scope="module")
