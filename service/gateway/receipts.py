@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +15,7 @@ from service.errors import ConflictError, NotFoundError, UnavailableError
 from service.gateway import adverse_schemas as aa
 from service.gateway.tenancy import DEFAULT_TENANT, Caller
 from service.jobs.spec import TaskKind
-from service.receipts.keys import load_public_keys
+from service.receipts.keys import KEYRING_FILE, load_public_keys
 from service.receipts.record import differences, stored_receipt_key
 from service.receipts.signing import PublicKeys, SignatureCheck
 from service.receipts.store import ReceiptStore, open_receipts
@@ -32,7 +31,6 @@ RECOURSE_NOTE = (
     "machine speed and load, so its options can differ on replay while the decision, "
     "reasons and evidence match"
 )
-KEYRING_RELOAD_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -43,8 +41,9 @@ class Receipts:
         self.store: ReceiptStore = open_receipts(
             settings.receipts_location, settings.receipt_retention_seconds
         )
-        self.public_keys: PublicKeys = load_public_keys(settings)
-        self._keys_loaded = time.monotonic()
+        self._keyring = settings.keys_dir / KEYRING_FILE
+        self._keyring_seen: float | None = None
+        self.public_keys: PublicKeys = self._load_keys()
 
     async def call(self, operation: Callable[..., T], *args: Any) -> T:
         """A store operation off the event loop; 503 while the store cannot answer."""
@@ -63,7 +62,7 @@ class Receipts:
         return receipt
 
     def keys(self) -> dict[str, Any]:
-        return self.public_keys.document()
+        return self._current_keys().document()
 
     async def verify(self, receipt_id: str, caller: Caller) -> aa.ReceiptVerification:
         """Signature first, then the id re-derived from the stored request, then a replay
@@ -135,15 +134,25 @@ class Receipts:
         )
 
     def _check(self, receipt: dict[str, Any]) -> SignatureCheck:
-        """The signature check; an unknown key id reloads the keyring first (a key
-        rotated in by restarted workers), at most once a second."""
-        check = self.public_keys.check(receipt)
-        unknown = check.key_id is not None and check.key_id not in self.public_keys.keys
-        if unknown and time.monotonic() - self._keys_loaded > KEYRING_RELOAD_SECONDS:
-            self.public_keys = load_public_keys(self.plane.settings)
-            self._keys_loaded = time.monotonic()
-            check = self.public_keys.check(receipt)
-        return check
+        return self._current_keys().check(receipt)
+
+    def _current_keys(self) -> PublicKeys:
+        """The public keys, reloaded when the keyring file changed (a key rotated in by
+        restarted workers)."""
+        if self._keyring_mtime() != self._keyring_seen:
+            self.public_keys = self._load_keys()
+        return self.public_keys
+
+    def _load_keys(self) -> PublicKeys:
+        keys = load_public_keys(self.plane.settings)
+        self._keyring_seen = self._keyring_mtime()
+        return keys
+
+    def _keyring_mtime(self) -> float | None:
+        try:
+            return self._keyring.stat().st_mtime
+        except OSError:
+            return None
 
     def _id_derives(self, receipt_id: str, receipt: dict[str, Any]) -> bool:
         if receipt.get("receipt_id") != receipt_id:
