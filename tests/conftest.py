@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "german_credit.csv"
 DEMO_MODELS = ("german-credit", "german-credit-logit")
 # The test servers are gateways of one deployment: one server secret, so the same request
-# gets the same job id (and the same bytes) from any of them, embedded or distributed.
+# gets the same job id (and the same bytes) from any of them, embedded or distributed, and
+# one keys folder (next to the models), so receipts verify after a restart.
 TEST_SERVER_SECRET = "test-deployment-server-secret-0123456789abcdef"
 
 
@@ -47,7 +48,7 @@ class ServerProcess:
             "XAI_HOST": "127.0.0.1",
             "XAI_WORKERS": "2",
             "XAI_RECEIPTS_PATH": str(models_dir.parent / f"receipts-{self.port}.sqlite3"),
-            "XAI_KEYS_DIR": str(models_dir.parent / f"keys-{self.port}"),
+            "XAI_KEYS_DIR": str(models_dir.parent / "keys"),
             "XAI_SERVER_SECRET": TEST_SERVER_SECRET,
             **(env or {}),
         }
