@@ -13,6 +13,8 @@ RUN useradd --create-home --uid 10001 xai
 COPY --from=build /install /usr/local
 WORKDIR /app
 COPY --chown=xai:xai models ./models
+# Receipts and the keys folder (a volume shared by gateway and workers takes this owner).
+RUN install -d -o xai -g xai -m 0700 /app/var /app/var/keys
 USER xai
 ENV XAI_MODELS_DIR=/app/models \
     XAI_PORT=8000 \

@@ -179,6 +179,7 @@ class InProcessTask:
 
     def spec(self, instance: dict[str, Any], seed: int, tag: str) -> dict[str, Any]:
         version = self.model.version
+        job = hashlib.sha256(f"in-process:{tag}:{seed}".encode()).hexdigest()
         return {
             "kind": TaskKind.adverse_action,
             "models_dir": str(self.models_dir),
@@ -189,10 +190,13 @@ class InProcessTask:
             "options": {"adverse_action": {"seed": seed}},
             "seed": seed,
             "offset": 0,
-            "job_id": hashlib.sha256(f"in-process:{tag}:{seed}".encode()).hexdigest(),
+            "job_id": job,
+            "content_key": job,
+            "tenant": "bench",
             "receipts": self.receipts,
             "receipt_retention": None,
             "application_ids": [None],
+            "receipt_ids": [f"rcpt_{job[:32]}"],
         }
 
     def __call__(self, spec: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
+from service.cli_keys import keys_app, receipts_app
 from service.settings import Settings
 
 app = typer.Typer(help="Explanation service for lending models.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(receipts_app, name="receipts")
 
 
 @app.command()
@@ -54,13 +57,18 @@ def worker(
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
     from service.jobs.celery_app import make_celery
+    from service.receipts.keys import load_signer, signing_key_pem
     from service.worker import init_worker
 
     settings = Settings()
     if not settings.redis_url:
         raise typer.BadParameter("set XAI_REDIS_URL to the Redis shared with the gateway")
+    signing_key = signing_key_pem(settings)  # workers sign the receipts they write
+    load_signer(settings, signing_key)  # publishes its public key to the keyring
     # Load models and default explainers once, before the pool forks: children start warm.
-    init_worker(str(settings.models_dir), list(settings.extra_trusted_types))
+    init_worker(
+        str(settings.models_dir), list(settings.extra_trusted_types), signing_key=signing_key
+    )
     make_celery(settings).worker_main(
         [
             "worker",

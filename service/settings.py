@@ -5,9 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class Scope(StrEnum):
@@ -17,17 +20,31 @@ class Scope(StrEnum):
     admin = "admin"
 
 
+class ApiKey(BaseModel):
+    """What one API key grants, and the tenant whose jobs and receipts it sees."""
+
+    scopes: list[Scope] = Field(..., min_length=1)
+    tenant: str | None = Field(
+        None,
+        pattern=TENANT_PATTERN,
+        description="Keys with the same tenant share jobs and receipts; a key without one "
+        "is a tenant of its own.",
+    )
+
+
 class Settings(BaseSettings):
     """All tunables of the gateway and its executor."""
 
-    model_config = SettingsConfigDict(env_prefix="XAI_", extra="ignore")
+    # Errors never echo values: API keys and secrets are settings.
+    model_config = SettingsConfigDict(env_prefix="XAI_", extra="ignore", hide_input_in_errors=True)
 
     models_dir: Path = Field(Path("models"), description="Model repository folder.")
     host: str = "127.0.0.1"
     port: int = 8000
-    api_keys: dict[str, list[Scope]] = Field(
+    api_keys: dict[str, ApiKey] = Field(
         default_factory=dict,
-        description='JSON object: API key -> scopes, e.g. {"k1": ["explain"], "k2": ["admin"]}.',
+        description='JSON object: API key -> scopes, e.g. {"k1": ["explain"], "k2": ["admin"]}, '
+        'or -> {"scopes": [...], "tenant": "bank-a"}.',
     )
     redis_url: str | None = None
     workers: int = Field(2, ge=1, le=64, description="Embedded worker processes.")
@@ -88,6 +105,42 @@ class Settings(BaseSettings):
     receipt_retention_days: float | None = Field(
         None, gt=0, description="Receipts older than this are deleted; default: kept forever."
     )
+    keys_dir: Path = Field(
+        Path("var/keys"),
+        description="Server secret and receipt signing keys, generated on first start "
+        "(mode 0600); share it between gateways and workers of one deployment.",
+    )
+    server_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="Gateways: key of the HMAC that derives job and receipt ids (default: "
+        "the file server-secret in keys_dir).",
+    )
+    receipt_signing_key: SecretStr | None = Field(
+        None,
+        description="Ed25519 private key (PKCS#8 PEM) that signs receipts (default: the file "
+        "receipt-signing-key.pem in keys_dir).",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _grants(cls, value: Any) -> Any:
+        """``{"key": ["explain"]}`` (scopes only) is a grant without a tenant. A bad grant
+        is named by its position, never by the key."""
+        if not isinstance(value, dict):
+            return value
+        grants: dict[str, ApiKey] = {}
+        for position, (key, grant) in enumerate(value.items(), start=1):
+            try:
+                grants[key] = ApiKey.model_validate(
+                    {"scopes": grant} if isinstance(grant, list) else grant
+                )
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'grant'}: {e['msg']}" for e in exc.errors()
+                )
+                raise ValueError(f"API key #{position}: {problems}") from None
+        return grants
 
     @property
     def receipts_location(self) -> str:

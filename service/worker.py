@@ -22,7 +22,8 @@ from service.explainers.global_ import run_global
 from service.explainers.registry import explainer_class, parse_options, supported_methods
 from service.jobs.keys import canonical_json, row_seed
 from service.jobs.spec import TaskKind, TaskResult, TaskSpec
-from service.receipts.record import build_receipt, receipt_id
+from service.receipts.record import build_receipt, receipt_request
+from service.receipts.signing import ReceiptSigner
 from service.receipts.store import open_receipts
 from service.registration import registration_report
 from service.registry.artifacts import UnsafeArtifactError
@@ -41,13 +42,21 @@ _models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
 _explainers: OrderedDict[tuple[str, str, bytes], Explainer] = OrderedDict()
 _engines: OrderedDict[tuple[str, str, bytes], AdverseActionEngine] = OrderedDict()
 _extra_trusted: tuple[str, ...] = ()
+_signer: ReceiptSigner | None = None
 
 
-def init_worker(models_dir: str, extra_trusted: list[str], threads: int = 1) -> None:
-    """Process initializer: limit native threads, then load the latest model versions and
-    build their default explainers."""
-    global _extra_trusted
+def init_worker(
+    models_dir: str,
+    extra_trusted: list[str],
+    threads: int = 1,
+    signing_key: bytes | None = None,
+) -> None:
+    """Process initializer: limit native threads, keep the receipt signing key (PEM), then
+    load the latest model versions and build their default explainers."""
+    global _extra_trusted, _signer
     _extra_trusted = tuple(extra_trusted)
+    if signing_key is not None:
+        _signer = ReceiptSigner.from_pem(signing_key)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     from threadpoolctl import threadpool_limits
@@ -160,31 +169,50 @@ def _model(models_dir: str, name: str, version_id: str) -> LoadedModel:
 
 
 def _adverse_action(model: LoadedModel, frame: Any, spec: TaskSpec) -> list[dict[str, Any]]:
-    """Decision documents with receipt ids and notices; receipts stored unless replaying."""
+    """Decision documents with their receipt ids (derived by the gateway) and notices;
+    receipts signed and stored unless replaying."""
     raw_options = spec["options"]["adverse_action"]
     engine = _engine(model, AdverseActionOptions.model_validate(raw_options))
     offset = spec.get("offset", 0)
     seeds = [row_seed(spec["seed"], offset + i) for i in range(len(frame))]
     ids = spec.get("application_ids") or [None] * len(frame)
+    receipt_ids = spec.get("receipt_ids") or []
+    if len(receipt_ids) != len(frame):
+        raise ServiceError("an adverse-action task needs one receipt id per applicant")
     documents = engine.decide(frame, seeds, ids)
     for i, document in enumerate(documents):
-        document["receipt_id"] = receipt_id(spec["job_id"], offset + i)
+        document["receipt_id"] = receipt_ids[i]
         document["notice"] = notice_text(model, document)
     if "receipts" in spec:
+        signer = _receipt_signer()
         receipts = [
-            build_receipt(
-                model,
-                spec["job_id"],
-                offset + i,
-                spec["seed"],
-                spec["instances"][i],
-                raw_options,
-                d,
+            signer.sign(
+                build_receipt(
+                    model,
+                    spec["tenant"],
+                    spec["job_id"],
+                    spec["content_key"],
+                    offset + i,
+                    spec["seed"],
+                    receipt_request(spec["instances"][i], ids[i], raw_options),
+                    d,
+                )
             )
             for i, d in enumerate(documents)
         ]
         open_receipts(spec["receipts"], spec.get("receipt_retention")).put_many(receipts)
     return documents
+
+
+def _receipt_signer() -> ReceiptSigner:
+    """The key given at start, else this process's configured one."""
+    global _signer
+    if _signer is None:
+        from service.receipts.keys import load_signer
+        from service.settings import get_settings
+
+        _signer = load_signer(get_settings())
+    return _signer
 
 
 def _engine(model: LoadedModel, options: AdverseActionOptions) -> AdverseActionEngine:

@@ -23,6 +23,10 @@ from service.registry.store import ModelStore
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "german_credit.csv"
 DEMO_MODELS = ("german-credit", "german-credit-logit")
+# The test servers are gateways of one deployment: one server secret, so the same request
+# gets the same job id (and the same bytes) from any of them, embedded or distributed, and
+# one keys folder (next to the models), so receipts verify after a restart.
+TEST_SERVER_SECRET = "test-deployment-server-secret-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -44,6 +48,8 @@ class ServerProcess:
             "XAI_HOST": "127.0.0.1",
             "XAI_WORKERS": "2",
             "XAI_RECEIPTS_PATH": str(models_dir.parent / f"receipts-{self.port}.sqlite3"),
+            "XAI_KEYS_DIR": str(models_dir.parent / "keys"),
+            "XAI_SERVER_SECRET": TEST_SERVER_SECRET,
             **(env or {}),
         }
         self.log = models_dir.parent / f"server-{self.port}.log"
@@ -107,6 +113,58 @@ def server(models_dir: Path) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as http:
         yield http
+
+
+# Several tenants: two keys of bank-a, one of bank-b, a key in the scopes-only format (its
+# own tenant) and an admin.
+TENANT_KEYS: dict[str, Any] = {
+    "bank-a-officer": {"scopes": ["explain"], "tenant": "bank-a"},
+    "bank-a-backend": {"scopes": ["explain"], "tenant": "bank-a"},
+    "bank-b-officer": {"scopes": ["explain"], "tenant": "bank-b"},
+    "plain-key": ["explain"],
+    "admin-key": ["admin"],
+}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="session")
+def tenant_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Redis + a gateway with several tenants' keys + two workers, shared by the tenancy
+    and receipt tests of distributed mode."""
+    import json
+
+    from tests.distributed.conftest import Cluster
+
+    folder = tmp_path_factory.mktemp("tenant-cluster")
+    shutil.copytree(ROOT / "models", folder / "models")
+    topology = Cluster(folder, folder / "models", {"XAI_API_KEYS": json.dumps(TENANT_KEYS)})
+    try:
+        topology.gateway.start()
+        topology.add_worker()
+        topology.add_worker()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # workers answer once a job runs through them
+            answer = httpx.post(
+                f"{topology.gateway.url}/v1/models/german-credit/explain",
+                json={"instances": [_first_applicant()], "wait": 5},
+                headers=bearer("admin-key"),
+                timeout=30,
+            )
+            if answer.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert answer.status_code == 200, answer.text
+        yield topology
+    finally:
+        topology.stop()
+
+
+def _first_applicant() -> dict[str, Any]:
+    row = pd.read_csv(DATA).drop(columns="creditability").iloc[0].to_dict()
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 @pytest.fixture(scope="session")

@@ -220,20 +220,44 @@ class ReceiptRequest(BaseModel):
     options: dict[str, Any]
 
 
+class ReceiptSignature(BaseModel):
+    algorithm: Literal["Ed25519"]
+    key_id: str = Field(..., description="The public key in /v1/receipts/keys that verifies it.")
+    value: str = Field(
+        ...,
+        description="Base64 Ed25519 signature of the bytes 'xai-receipt/v1\\n' followed by "
+        "the receipt without 'signature' as canonical JSON (keys sorted at every level, no "
+        "whitespace, UTF-8, shortest round-trip floats).",
+    )
+
+
 class Receipt(BaseModel):
     receipt_id: str
+    tenant: str | None = Field(
+        None,
+        description="Who the receipt belongs to (absent only on receipts written before "
+        "tenants: those belong to 'default').",
+    )
     issued_at: float
     model: str
     version: str
     content_hash: str
     manifest_hash: str
     job_id: str
+    content_key: str | None = Field(
+        None, description="Content key of the job; the receipt id is derived from it."
+    )
     index: int
     seed: int
     row_seed: int
     request: ReceiptRequest
     baseline: BaselineInfo
     response: AdverseActionDecision
+    signature: ReceiptSignature | None = Field(
+        None,
+        description="Signed when written (absent only on receipts written before signing, "
+        "which never verify).",
+    )
 
 
 class Difference(BaseModel):
@@ -244,11 +268,40 @@ class Difference(BaseModel):
 
 class ReceiptVerification(BaseModel):
     receipt_id: str
-    match: bool = Field(
-        ..., description="Decision, score, reasons, proxy warning and evidence are the same."
+    signature_valid: bool = Field(
+        ..., description="The record is exactly what a key of /v1/receipts/keys signed."
     )
-    differences: list[Difference] = Field(..., description="Where they differ.")
+    key_id: str | None = Field(..., description="The key the receipt names as its signer.")
+    receipt_id_valid: bool = Field(
+        ...,
+        description="The id derives from the stored request, tenant, model and seeds (keyed "
+        "with the server secret).",
+    )
+    match: bool = Field(
+        ...,
+        description="Signature and id are valid, and the replayed decision, score, reasons, "
+        "proxy warning and evidence are the same. Never true for an altered record.",
+    )
+    differences: list[Difference] = Field(..., description="Where the replay differs.")
     recourse_match: bool = Field(..., description="The recourse options (and notice) too.")
     recourse_differences: list[Difference]
     recourse_note: str | None = None
-    replayed_with: dict[str, Any] = Field(..., description="Model version and seeds used.")
+    problem: str | None = Field(
+        None, description="Why the record was not replayed (signature or id invalid)."
+    )
+    replayed_with: dict[str, Any] | None = Field(
+        None, description="Model version and seeds of the replay (absent when not replayed)."
+    )
+
+
+class PublicKey(BaseModel):
+    key_id: str
+    algorithm: Literal["Ed25519"]
+    public_key: str = Field(..., description="The raw 32-byte Ed25519 public key, base64.")
+    current: bool = Field(..., description="Signs new receipts; the others verify older ones.")
+
+
+class ReceiptKeys(BaseModel):
+    algorithm: Literal["Ed25519"]
+    signed_bytes: str = Field(..., description="What a signature covers.")
+    keys: list[PublicKey]

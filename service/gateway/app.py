@@ -16,8 +16,10 @@ from service.gateway.dataplane import DataPlane
 from service.gateway.decisions import Decisions
 from service.gateway.documents import assemble
 from service.gateway.errors import install_error_handlers
+from service.gateway.handles import Handles, server_secret
 from service.gateway.limits import BodySizeLimit
 from service.gateway.metrics import Metrics, MetricsMiddleware, ServiceCollector
+from service.gateway.receipts import Receipts
 from service.gateway.routes import decisions as decisions_routes
 from service.gateway.routes import global_, health, inference, jobs, models, page, plots
 from service.jobs.backend import JobBackend
@@ -77,10 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ModelStore(settings.models_dir)
         store.scan()
+        handles = Handles(server_secret(settings))
         backend = job_backend(settings)
         await backend.start()
-        app.state.dataplane = DataPlane(settings, store, backend)
-        app.state.decisions = decisions = Decisions(app.state.dataplane)
+        app.state.dataplane = plane = DataPlane(settings, store, backend, handles)
+        app.state.receipts = receipts = Receipts(plane)
+        app.state.decisions = decisions = Decisions(plane, receipts)
         warm = asyncio.create_task(_warm_up(app))
         retention = asyncio.create_task(_apply_retention(decisions))
         tasks = [retention, warm]

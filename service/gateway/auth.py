@@ -1,4 +1,9 @@
-"""Bearer API keys with scopes; open (loopback only) when no keys are configured."""
+"""Bearer API keys with scopes and tenants; open (loopback only) when no keys are configured.
+
+:func:`authenticate` resolves an ``Authorization`` header to a :class:`Caller`; it is all a
+route dependency or an ASGI middleware needs. What it resolved is kept in the request's
+state (``scope["state"]["caller"]``), so a middleware that ran first is not repeated.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.errors import ServiceError
+from service.gateway.tenancy import OPEN_CALLER, Caller, tenant_of
 from service.settings import Scope, Settings
 
 bearer = HTTPBearer(auto_error=False, description="API key from XAI_API_KEYS")
+CALLER_STATE = "caller"
 
 
 class UnauthorizedError(ServiceError):
@@ -26,29 +33,56 @@ class ForbiddenError(ServiceError):
     status_code = 403
 
 
-def scopes_of(settings: Settings, key: str) -> set[Scope] | None:
-    for known, scopes in settings.api_keys.items():
-        if hmac.compare_digest(known.encode(), key.encode()):
-            return set(scopes)
-    return None
+def authenticate(settings: Settings, authorization: str | None) -> Caller:
+    """The caller an ``Authorization`` header names (401 when missing or unknown)."""
+    if not settings.auth_enabled:
+        return OPEN_CALLER
+    token = bearer_token(authorization)
+    if token is None:
+        raise UnauthorizedError("missing API key: send 'Authorization: Bearer <key>'")
+    found: Caller | None = None
+    for known, grant in settings.api_keys.items():  # compare with every key: constant time
+        if hmac.compare_digest(known.encode(), token.encode()):
+            found = Caller(tenant_of(known, grant), frozenset(grant.scopes))
+    if found is None:
+        raise UnauthorizedError("invalid API key")
+    return found
 
 
-def require(scope: Scope) -> Callable[..., Awaitable[None]]:
-    """Dependency: the caller's key must grant ``scope`` (``admin`` grants everything)."""
+def authorize(caller: Caller, scope: Scope) -> Caller:
+    """``caller`` when it holds ``scope`` (``admin`` grants everything), else 403."""
+    if not caller.may(scope):
+        raise ForbiddenError(f"this API key lacks the '{scope}' scope")
+    return caller
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def caller_of(request: Request) -> Caller:
+    """Dependency: the request's caller (resolved once per request)."""
+    caller = getattr(request.state, CALLER_STATE, None)
+    if caller is None:
+        settings: Settings = request.app.state.settings
+        caller = authenticate(settings, request.headers.get("authorization"))
+        setattr(request.state, CALLER_STATE, caller)
+    return caller
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """Dependency: the caller's key must grant ``scope``."""
 
     async def check(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        settings: Settings = request.app.state.settings
-        if not settings.auth_enabled:
-            return
-        if credentials is None:
-            raise UnauthorizedError("missing API key: send 'Authorization: Bearer <key>'")
-        scopes = scopes_of(settings, credentials.credentials)
-        if scopes is None:
-            raise UnauthorizedError("invalid API key")
-        if scope not in scopes and Scope.admin not in scopes:
-            raise ForbiddenError(f"this API key lacks the '{scope}' scope")
+    ) -> Caller:
+        del credentials  # declared for the OpenAPI security scheme; parsed by caller_of
+        return authorize(caller_of(request), scope)
 
     return check
+
+
+CurrentCaller = Annotated[Caller, Depends(caller_of)]

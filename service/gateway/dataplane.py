@@ -27,7 +27,9 @@ from service.explainers.anchor_bins import check_cut_points
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.global_.check import check_request
 from service.gateway import schemas
-from service.gateway.documents import dump
+from service.gateway.documents import dump, with_job_id
+from service.gateway.handles import Handles, server_secret
+from service.gateway.tenancy import Caller
 from service.jobs.backend import JobBackend, JobView
 from service.jobs.keys import content_key, derived_seed
 from service.jobs.spec import TaskKind, TaskSpec
@@ -60,8 +62,15 @@ class Outcome:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, store: ModelStore, jobs: JobBackend) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ModelStore,
+        jobs: JobBackend,
+        handles: Handles | None = None,
+    ) -> None:
         self.settings, self.store, self.jobs = settings, store, jobs
+        self.handles = handles or Handles(server_secret(settings))
         self.descriptions: dict[str, dict[str, Any]] = {}
         self.ready = False
         self.cache_hits = 0
@@ -144,32 +153,22 @@ class DataPlane:
 
     # --- predict / explain
     async def predict(
-        self, name: str, version_id: str | None, body: schemas.PredictRequest
+        self, name: str, version_id: str | None, body: schemas.PredictRequest, caller: Caller
     ) -> Outcome:
         version, instances = await self.checked_instances(name, version_id, body.instances)
         key = content_key(version.content_hash, TaskKind.predict, [], {}, instances)
-        header = job_header(version, key)
+        header = job_header(version)
         return await self.run_job(
-            key, TaskKind.predict, version, instances, [], {}, 0, header, None
+            key, TaskKind.predict, version, instances, [], {}, 0, header, None, tenant=caller.tenant
         )
 
     async def explain(
-        self, name: str, version_id: str | None, body: schemas.ExplainRequest
+        self, name: str, version_id: str | None, body: schemas.ExplainRequest, caller: Caller
     ) -> Outcome:
         version, instances = await self.checked_instances(name, version_id, body.instances)
-        methods = list(dict.fromkeys(body.methods))
+        methods, options = explain_work(body)
         if "anchor" in methods and body.options.anchor is not None:
             check_cut_points(version.manifest, body.options.anchor.cut_points)
-        options: dict[str, Any] = {
-            m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
-        }
-        deletion = body.options.faithfulness
-        if deletion is True:
-            deletion = FaithfulnessOptions()
-        options["crosscheck"] = {
-            "agreement_k": body.options.agreement_k,
-            "faithfulness": deletion.model_dump() if deletion else None,
-        }
         key = content_key(
             version.content_hash,
             TaskKind.explain,
@@ -178,13 +177,22 @@ class DataPlane:
             instances,
         )
         seed = body.options.seed if body.options.seed is not None else derived_seed(key)
-        header = {**job_header(version, key), "seed": seed}
+        header = {**job_header(version), "seed": seed}
         return await self.run_job(
-            key, TaskKind.explain, version, instances, methods, options, seed, header, body.wait
+            key,
+            TaskKind.explain,
+            version,
+            instances,
+            methods,
+            options,
+            seed,
+            header,
+            body.wait,
+            tenant=caller.tenant,
         )
 
     async def global_explanation(
-        self, name: str, version_id: str | None, body: schemas.GlobalRequest
+        self, name: str, version_id: str | None, body: schemas.GlobalRequest, caller: Caller
     ) -> Outcome:
         """Global explanations of a version: one job on the batch queue, cached by key."""
         version = self.store.get(name, version_id)
@@ -211,9 +219,19 @@ class DataPlane:
             rows,
         )
         seed = body.options.seed if body.options.seed is not None else derived_seed(key)
-        header = {**job_header(version, key), "kind": "global", "seed": seed, "methods": methods}
+        header = {**job_header(version), "kind": "global", "seed": seed, "methods": methods}
         return await self.run_job(
-            key, TaskKind.global_, version, rows, methods, options, seed, header, body.wait, BATCH
+            key,
+            TaskKind.global_,
+            version,
+            rows,
+            methods,
+            options,
+            seed,
+            header,
+            body.wait,
+            BATCH,
+            tenant=caller.tenant,
         )
 
     async def checked_instances(
@@ -245,13 +263,35 @@ class DataPlane:
         queue: str | None = None,
         extra: dict[str, Any] | None = None,
         per_instance: dict[str, list[Any]] | None = None,
+        *,
+        tenant: str,
     ) -> Outcome:
-        """Serve from the cache or submit the job (on ``queue``, default by its chunks).
-        ``extra`` goes into every task spec; ``per_instance`` lists are sliced per chunk."""
+        """Serve from the shared cache or submit ``tenant``'s job (on ``queue``, default by
+        its chunks). The job's id is the tenant's handle on content key ``key``. ``extra``
+        goes into every task spec; ``per_instance`` lists are sliced per chunk.
+
+        ``X-Cache`` is per tenant: ``hit`` when this tenant's job of that id had already
+        succeeded, so it never says that another tenant asked for the same work."""
+        job_id = self.handles.job_id(tenant, key)
+        view = JobView(
+            job_id=job_id,
+            kind=kind.value,
+            model=version.name,
+            version=version.version_id,
+            state=JobState.queued,
+            progress=0.0,
+            created_at=time.time(),
+            tenant=tenant,
+            cache_key=key,
+        )
         cached = await self.jobs.cached(key)
         if cached is not None:
             self.cache_hits += 1
-            return Outcome(200, cached, key, "hit")
+            before = await self.jobs.view(job_id)
+            repeat = before is not None and before.state is JobState.succeeded
+            if not repeat:
+                await self.jobs.record_cached(view, cached)
+            return Outcome(200, with_job_id(cached, job_id), job_id, "hit" if repeat else "miss")
         if not self.ready:
             raise UnavailableError("the service is starting; models are still loading")
         self.cache_misses += 1
@@ -268,35 +308,26 @@ class DataPlane:
                 "options": options,
                 "seed": seed,
                 "offset": i,
-                "job_id": key,
+                "job_id": job_id,
                 **(extra or {}),  # type: ignore[typeddict-item]
                 **{k: v[i : i + size] for k, v in (per_instance or {}).items()},  # type: ignore[typeddict-item]
             }
             for i in range(0, max(len(instances), 1), size)
         ]
-        view = JobView(
-            job_id=key,
-            kind=kind.value,
-            model=version.name,
-            version=version.version_id,
-            state=JobState.queued,
-            progress=0.0,
-            created_at=time.time(),
-        )
         queue = queue or (INTERACTIVE if len(specs) == 1 else BATCH)
         await self.jobs.submit(view, specs, header, queue)
         budget = self.settings.default_wait if wait is None else wait
-        current = await self.jobs.wait(key, min(budget, self.settings.max_wait))
+        current = await self.jobs.wait(job_id, min(budget, self.settings.max_wait))
         if current is not None and current.state.finished:
             return await self._finished(current)
         state = current or view
         accepted = schemas.JobAccepted(
-            job_id=key,
+            job_id=job_id,
             status=state.state.value,
             progress=state.progress,
-            location=f"/v1/jobs/{key}",
+            location=f"/v1/jobs/{job_id}",
         )
-        return Outcome(202, dump(accepted), key)
+        return Outcome(202, dump(accepted), job_id)
 
     def _chunk_size(self, options: dict[str, Any]) -> int:
         """Instances per task; smaller when a method spends a time budget per instance, so a
@@ -314,29 +345,21 @@ class DataPlane:
         if view.state is JobState.succeeded:
             body = await self.jobs.result(view.job_id)
             if body is not None:
-                return Outcome(200, body, view.job_id, "miss")
+                return Outcome(200, with_job_id(body, view.job_id), view.job_id, "miss")
         error = error_from_payload(view.error or {"status_code": 500, "message": "result lost"})
         error.headers["X-Job-Id"] = view.job_id
         raise error
 
-    # --- jobs
-    async def job_status(self, job_id: str) -> bytes:
+    # --- jobs (each visible to its tenant and to admins; to anyone else it does not exist)
+    async def owned(self, job_id: str, caller: Caller) -> JobView:
+        """The job, when ``caller`` may see it; else the 404 of an unknown id."""
         view = await self.jobs.view(job_id)
-        if view is None:
-            cached = await self.jobs.cached(job_id)
-            if cached is None:
-                raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
-            result = orjson.loads(cached)
-            status = {
-                "job_id": job_id,
-                "kind": result.get("kind") or ("explain" if "results" in result else "predict"),
-                "model": result["model"],
-                "version": result["version"],
-                "status": "succeeded",
-                "progress": 1.0,
-                "created_at": 0.0,
-            }
-            return orjson.dumps({**status, "result": orjson.Fragment(cached)})
+        if view is None or not caller.sees(view.tenant):
+            raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
+        return view
+
+    async def job_status(self, job_id: str, caller: Caller) -> bytes:
+        view = await self.owned(job_id, caller)
         status = schemas.JobStatus(
             job_id=view.job_id,
             kind=view.kind,
@@ -351,12 +374,12 @@ class DataPlane:
         ).model_dump(mode="json", exclude_none=True)
         result = await self.jobs.result(job_id) if view.state is JobState.succeeded else None
         if result is not None:
-            status["result"] = orjson.Fragment(result)
+            status["result"] = orjson.Fragment(with_job_id(result, job_id))
         return orjson.dumps(status)
 
-    async def job_result_lines(self, job_id: str) -> AsyncIterator[bytes]:
+    async def job_result_lines(self, job_id: str, caller: Caller) -> AsyncIterator[bytes]:
         """A finished job's rows as JSON lines (one per instance)."""
-        body = await self._result_or_raise(job_id)
+        body = await self.job_result(job_id, caller)
         document = await asyncio.to_thread(orjson.loads, body)
         rows = document.get("results", document.get("predictions", []))
         if isinstance(rows, dict):  # a global explanation: one line per method
@@ -365,23 +388,18 @@ class DataPlane:
         for index, row in enumerate(rows):
             yield orjson.dumps({"index": index, **header, **row}) + b"\n"
 
-    async def job_result(self, job_id: str) -> bytes:
-        return await self._result_or_raise(job_id)
-
-    async def _result_or_raise(self, job_id: str) -> bytes:
-        view = await self.jobs.view(job_id)
+    async def job_result(self, job_id: str, caller: Caller) -> bytes:
+        """A succeeded job's document (404 unknown or not the caller's, 409 no result)."""
+        view = await self.owned(job_id, caller)
         body = await self.jobs.result(job_id)
-        if body is not None:
-            return body
-        if view is None:
-            raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
-        raise ConflictError(f"job '{job_id}' is {view.state.value}; it has no result")
+        if body is None:
+            raise ConflictError(f"job '{job_id}' is {view.state.value}; it has no result")
+        return with_job_id(body, job_id)
 
-    async def cancel(self, job_id: str) -> bytes:
-        if await self.jobs.view(job_id) is None:
-            raise NotFoundError(f"job '{job_id}' not found (unknown or expired)")
+    async def cancel(self, job_id: str, caller: Caller) -> bytes:
+        await self.owned(job_id, caller)
         await self.jobs.cancel(job_id)
-        return await self.job_status(job_id)
+        return await self.job_status(job_id, caller)
 
     # --- registration
     async def register(
@@ -434,14 +452,31 @@ class DataPlane:
         )
 
 
-def job_header(version: ModelVersion, key: str) -> dict[str, Any]:
-    """The fields every job result document starts with."""
+def job_header(version: ModelVersion) -> dict[str, Any]:
+    """The fields every job result document starts with (after the job id, which is the
+    caller's and is added when the document is served)."""
     return {
         "model": version.name,
         "version": version.version_id,
         "content_hash": version.content_hash,
-        "job_id": key,
     }
+
+
+def explain_work(body: schemas.ExplainRequest) -> tuple[list[str], dict[str, Any]]:
+    """The methods and the full options of an explain request (its content key is over
+    these, the seed and the validated instances)."""
+    methods = list(dict.fromkeys(body.methods))
+    options: dict[str, Any] = {
+        m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
+    }
+    deletion = body.options.faithfulness
+    if deletion is True:
+        deletion = FaithfulnessOptions()
+    options["crosscheck"] = {
+        "agreement_k": body.options.agreement_k,
+        "faithfulness": deletion.model_dump() if deletion else None,
+    }
+    return methods, options
 
 
 def _default_options(method: str) -> Any:

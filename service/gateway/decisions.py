@@ -1,5 +1,5 @@
-"""The data plane of adverse-action decisions, batch notices, receipts and the deletion of
-model versions (refused while receipts refer to them)."""
+"""The data plane of adverse-action decisions, batch notices and the deletion of model
+versions (refused while receipts refer to them)."""
 
 from __future__ import annotations
 
@@ -12,60 +12,47 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from service.adverse.options import NEEDS_CLASSIFIER, AdverseActionOptions
-from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError, invalid
+from service.errors import ConflictError, InvalidRequestError, Issue, invalid
 from service.gateway import adverse_schemas as aa
-from service.gateway.dataplane import BATCH, Outcome, job_header
-from service.jobs.keys import content_key, derived_seed
+from service.gateway.dataplane import BATCH, INLINE_VALIDATION_ROWS, Outcome, job_header
+from service.gateway.receipts import Receipts
+from service.gateway.tenancy import Caller
+from service.jobs.keys import content_key, derived_seed, tenant_key
 from service.jobs.spec import TaskKind
-from service.receipts.record import (
-    MATERIALITY_OPTION,
-    differences,
-    issued_before_materiality,
-    without_materiality_fields,
-)
-from service.receipts.store import ReceiptStore, open_receipts
+from service.receipts.record import receipt_key, receipt_request
 from service.registry.manifest import Manifest, Task
 from service.registry.schema import validate_instance
+from service.registry.store import ModelVersion
 
 if TYPE_CHECKING:
     from service.gateway.dataplane import DataPlane
 
 KIND = TaskKind.adverse_action.value
 APPLICATION_ID = "application_id"
-# Recourse (and the notice that lists it) comes from a search with a time budget: a search
-# cut short depends on the machine's speed, so it is compared apart from the decision.
-RECOURSE_PATHS = ("recourse", "evidence.recourse_validity", "notice")
-RECOURSE_NOTE = (
-    "the recourse search runs under a time budget; a search cut short by it depends on "
-    "machine speed and load, so its options can differ on replay while the decision, "
-    "reasons and evidence match"
-)
-LEGACY_NOTE = (
-    "issued before reasons had to be material: replayed stating every denial-ward reason, "
-    "as then; the fields added since are not compared"
-)
 MAX_CSV_ISSUES = 50
 
 
 class Decisions:
-    """Adverse-action requests on top of the shared job path (cache, queues, chunks)."""
+    """Adverse-action requests on top of the shared job path (cache, queues, chunks).
 
-    def __init__(self, plane: DataPlane) -> None:
-        self.plane = plane
-        settings = plane.settings
-        self.receipts: ReceiptStore = open_receipts(
-            settings.receipts_location, settings.receipt_retention_seconds
-        )
+    A decision names its tenant's receipt, so the tenant is part of its content key: two
+    tenants deciding the same applicant get two jobs and two receipts (with the same
+    decision: the default seed comes from the tenant-free key)."""
+
+    def __init__(self, plane: DataPlane, receipts: Receipts) -> None:
+        self.plane, self.receipts = plane, receipts
 
     async def decide(
-        self, name: str, version_id: str | None, body: aa.AdverseActionRequest
+        self, name: str, version_id: str | None, body: aa.AdverseActionRequest, caller: Caller
     ) -> Outcome:
         """One applicant: the decision document with header fields, or 202 past ``wait``."""
         version = self.plane.store.get(name, version_id)
         require_classifier(version.manifest)
         applicant = _validated(version.manifest, body.applicant, ("body", "applicant"))
         ids = [body.application_id]
-        outcome = await self._submit(version, [applicant], ids, body.options, body.wait, None)
+        outcome = await self._submit(
+            version, [applicant], ids, body.options, body.wait, None, caller
+        )
         if outcome.status != 200:
             return outcome
         document = orjson.loads(outcome.body)
@@ -81,6 +68,7 @@ class Decisions:
         application_ids: list[str | None] | None,
         options: AdverseActionOptions,
         wait: float | None,
+        caller: Caller,
     ) -> Outcome:
         """Many applicants as one job on the batch queue; result rows as for one applicant."""
         require_classifier(self.plane.store.get(name, version_id).manifest)
@@ -95,23 +83,30 @@ class Decisions:
                 ]
             )
         ids: list[str | None] = list(application_ids or [None] * len(instances))
-        return await self._submit(version, instances, ids, options, wait, BATCH)
+        return await self._submit(version, instances, ids, options, wait, BATCH, caller)
 
     async def _submit(
         self,
-        version: Any,
+        version: ModelVersion,
         instances: list[dict[str, Any]],
         application_ids: list[str | None],
         options: AdverseActionOptions,
         wait: float | None,
         queue: str | None,
+        caller: Caller,
     ) -> Outcome:
         raw = {"adverse_action": options.model_dump(mode="json")}
-        key = content_key(
+        work = content_key(
             version.content_hash, KIND, [], {**raw, "application_ids": application_ids}, instances
         )
-        seed = options.seed if options.seed is not None else derived_seed(key)
-        header = {**job_header(version, key), "kind": KIND, "seed": seed}
+        key = tenant_key(work, caller.tenant)
+        seed = options.seed if options.seed is not None else derived_seed(work)
+        header = {**job_header(version), "kind": KIND, "seed": seed}
+        args = (caller.tenant, key, version, instances, application_ids, raw["adverse_action"])
+        if len(instances) <= INLINE_VALIDATION_ROWS:
+            receipt_ids = self._receipt_ids(*args, seed)
+        else:
+            receipt_ids = await asyncio.to_thread(self._receipt_ids, *args, seed)
         settings = self.plane.settings
         return await self.plane.run_job(
             key,
@@ -127,78 +122,54 @@ class Decisions:
             extra={
                 "receipts": settings.receipts_location,
                 "receipt_retention": settings.receipt_retention_seconds,
+                "tenant": caller.tenant,
+                "content_key": key,
             },
-            per_instance={"application_ids": application_ids},
+            per_instance={"application_ids": application_ids, "receipt_ids": receipt_ids},
+            tenant=caller.tenant,
         )
 
-    # --- receipts
-    async def receipt(self, receipt_id: str) -> dict[str, Any]:
-        receipt = await asyncio.to_thread(self.receipts.get, receipt_id)
-        if receipt is None:
-            raise NotFoundError(f"receipt '{receipt_id}' not found")
-        return receipt
-
-    async def verify(self, receipt_id: str) -> aa.ReceiptVerification:
-        """Recompute the decision with the receipt's version, options and seeds (no cache)
-        and compare it with the stored response."""
-        receipt = await self.receipt(receipt_id)
-        version = self.plane.store.get(receipt["model"], receipt["version"])
-        if version.content_hash != receipt["content_hash"]:
-            raise ConflictError(f"model version {receipt['version']} no longer has its content")
-        request = receipt["request"]
-        options = dict(request["options"])
-        legacy = issued_before_materiality(options)
-        if legacy:
-            options[MATERIALITY_OPTION] = 0.0
-        outcome = await self.plane.jobs.call(
-            {
-                "kind": TaskKind.adverse_action,
-                "models_dir": str(self.plane.settings.models_dir),
-                "model": version.name,
-                "version": version.version_id,
-                "instances": [request["applicant"]],
-                "options": {"adverse_action": options},
-                "seed": receipt["seed"],
-                "offset": receipt["index"],
-                "job_id": receipt["job_id"],
-                "application_ids": [request.get("application_id")],
-            }
-        )
-        replayed = orjson.loads(orjson.dumps(outcome["results"][0]))
-        if legacy:
-            replayed = without_materiality_fields(replayed)
-        found = differences(receipt["response"], replayed)
-        decisive = [d for d in found if not d["path"].startswith(RECOURSE_PATHS)]
-        recourse = [d for d in found if d["path"].startswith(RECOURSE_PATHS)]
-        return aa.ReceiptVerification(
-            receipt_id=receipt_id,
-            match=not decisive,
-            differences=[aa.Difference(**d) for d in decisive],
-            recourse_match=not recourse,
-            recourse_differences=[aa.Difference(**d) for d in recourse],
-            recourse_note=RECOURSE_NOTE if recourse else None,
-            replayed_with={
-                "model": version.name,
-                "version": version.version_id,
-                "content_hash": version.content_hash,
-                "seed": receipt["seed"],
-                "row_seed": receipt["row_seed"],
-                **({"rules": LEGACY_NOTE} if legacy else {}),
-            },
-        )
+    def _receipt_ids(
+        self,
+        tenant: str,
+        key: str,
+        version: ModelVersion,
+        instances: list[dict[str, Any]],
+        application_ids: list[str | None],
+        options: dict[str, Any],
+        seed: int,
+    ) -> list[str]:
+        """Each applicant's receipt id: the tenant's handle on what the decision is
+        computed from (see ``service.receipts.record.receipt_key``)."""
+        handles = self.plane.handles
+        return [
+            handles.receipt_id(
+                tenant,
+                receipt_key(
+                    key,
+                    index,
+                    version.content_hash,
+                    receipt_request(applicant, application_ids[index], options),
+                    seed,
+                ),
+            )
+            for index, applicant in enumerate(instances)
+        ]
 
     async def purge_expired(self) -> int:
         """Delete receipts past the retention period (embedded store; Redis uses TTLs)."""
         seconds = self.plane.settings.receipt_retention_seconds
         if seconds is None:
             return 0
-        return await asyncio.to_thread(self.receipts.purge, time.time() - seconds)
+        return await self.receipts.call(self.receipts.store.purge, time.time() - seconds)
 
     # --- model versions
     async def delete_version(self, name: str, version_id: str) -> None:
         """Remove a version's folder; refused while receipts refer to it."""
         version = self.plane.store.get(name, version_id)
-        referring = await asyncio.to_thread(self.receipts.count_for_version, version.version_id)
+        referring = await self.receipts.call(
+            self.receipts.store.count_for_version, version.version_id
+        )
         if referring:
             raise ConflictError(
                 f"{referring} receipt(s) refer to {name} version {version.version_id}; "
@@ -208,17 +179,17 @@ class Decisions:
         self.plane.descriptions.pop(version.version_id, None)
 
     # --- batch result formats
-    async def notices(self, job_id: str) -> bytes:
+    async def notices(self, job_id: str, caller: Caller) -> bytes:
         """Plain-text notices of the denied applicants, separated by form feeds."""
-        rows = await self._rows(job_id)
+        rows = await self._rows(job_id, caller)
         texts = [
             f"[applicant {i}]\n{row['notice']}" for i, row in enumerate(rows) if row.get("notice")
         ]
         return "\f\n".join(texts).encode()
 
-    async def table(self, job_id: str) -> bytes:
+    async def table(self, job_id: str, caller: Caller) -> bytes:
         """One CSV row per applicant: decision, score, reasons, recourse, receipt."""
-        rows = await self._rows(job_id)
+        rows = await self._rows(job_id, caller)
         most = max((len(r["reasons"]) for r in rows), default=0)
         header = ["index", "application_id", "decision", "score", "threshold"]
         for n in range(1, most + 1):
@@ -241,8 +212,8 @@ class Decisions:
             )
         return out.getvalue().encode()
 
-    async def _rows(self, job_id: str) -> list[dict[str, Any]]:
-        document = orjson.loads(await self.plane.job_result(job_id))
+    async def _rows(self, job_id: str, caller: Caller) -> list[dict[str, Any]]:
+        document = orjson.loads(await self.plane.job_result(job_id, caller))
         if not isinstance(document, dict) or document.get("kind") != KIND:
             raise ConflictError(
                 f"job '{job_id}' is not an adverse-action job: csv and notices are formats of "

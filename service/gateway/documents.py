@@ -24,5 +24,14 @@ def assemble(kind: str, header: dict[str, Any], rows: list[dict[str, Any]]) -> b
     return orjson.dumps({**header, key: rows}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def with_job_id(body: bytes, job_id: str) -> bytes:
+    """A cached document (shared by every tenant, so it names no job) with the job id of
+    the caller's job as its first member."""
+    if not body.startswith(b"{"):
+        return body
+    rest = body[1:]
+    return b'{"job_id":' + orjson.dumps(job_id) + (b"," if rest != b"}" else b"") + rest
+
+
 def dump(model: BaseModel) -> bytes:
     return orjson.dumps(model.model_dump(mode="json", exclude_none=True, by_alias=True))

@@ -15,7 +15,12 @@ Assembler = Callable[[str, dict[str, Any], list[dict[str, Any]]], bytes]
 
 @dataclass(frozen=True)
 class JobView:
-    """A snapshot of one job's record."""
+    """A snapshot of one job's record.
+
+    A job is keyed by ``job_id`` (what its tenant was handed); its result lives in the
+    shared result cache under ``cache_key`` (the content key; ``job_id`` when empty), so
+    identical work of any tenant is served from one entry.
+    """
 
     job_id: str
     kind: str
@@ -27,6 +32,12 @@ class JobView:
     started_at: float | None = None
     finished_at: float | None = None
     error: dict[str, Any] | None = None
+    tenant: str = ""
+    cache_key: str = ""
+
+    @property
+    def result_key(self) -> str:
+        return self.cache_key or self.job_id
 
 
 class JobBackend(Protocol):
@@ -39,18 +50,25 @@ class JobBackend(Protocol):
     async def problem(self) -> str | None:
         """Why the backend cannot take work now, or None when it can."""
 
-    async def cached(self, job_id: str) -> bytes | None: ...
+    async def cached(self, cache_key: str) -> bytes | None:
+        """The shared result cache's entry for a content key."""
 
     async def submit(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
     ) -> JobView:
-        """Start the job unless the same one is active or done (coalescing)."""
+        """Start the job unless the same one is active or done (coalescing); keep its
+        tenant and cache key; on success its result goes to the cache under the cache key."""
+
+    async def record_cached(self, view: JobView, body: bytes) -> JobView:
+        """Record a job answered from the cache (``body``) as succeeded, so its id names
+        it like any other job; an active job of that id is left as it is."""
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None: ...
 
     async def view(self, job_id: str) -> JobView | None: ...
 
-    async def result(self, job_id: str) -> bytes | None: ...
+    async def result(self, job_id: str) -> bytes | None:
+        """A succeeded job's response body (None for any other state)."""
 
     async def cancel(self, job_id: str) -> JobView | None: ...
 

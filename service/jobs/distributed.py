@@ -79,8 +79,8 @@ class RedisJobs:
             return f"{UNAVAILABLE} ({type(exc).__name__})"
         return None
 
-    async def cached(self, job_id: str) -> bytes | None:
-        return await self._guard(lambda: self.redis.get(keys.result(job_id)))
+    async def cached(self, cache_key: str) -> bytes | None:
+        return await self._guard(lambda: self.redis.get(keys.result(cache_key)))
 
     async def view(self, job_id: str) -> JobView | None:
         raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
@@ -101,9 +101,16 @@ class RedisJobs:
             "header": orjson.dumps(header),
             "submission": submission,
             "queue": queue,
+            "tenant": view.tenant,
+            "cache_key": view.result_key,
         }
         call = scripts.create(
-            view.job_id, fields, [orjson.dumps(s) for s in specs], ACTIVE_TTL, time.time()
+            view.job_id,
+            fields,
+            [orjson.dumps(s) for s in specs],
+            ACTIVE_TTL,
+            time.time(),
+            view.result_key,
         )
         if await self._guard(lambda: self._run(call)):
             self.submitted += 1
@@ -121,6 +128,28 @@ class RedisJobs:
         if current is None:
             raise ServiceError("job record vanished right after submission")
         return current
+
+    async def record_cached(self, view: JobView, body: bytes) -> JobView:
+        now = time.time()
+        fields: dict[str, Any] = {
+            "kind": view.kind,
+            "model": view.model,
+            "version": view.version,
+            "status": "succeeded",
+            "chunks": 0,
+            "chunks_done": 0,
+            "created_at": now,
+            "started_at": now,
+            "finished_at": now,
+            "tenant": view.tenant,
+            "cache_key": view.result_key,
+        }
+        call = scripts.record_cached(
+            view.job_id, fields, int(self.settings.job_ttl_seconds), view.result_key
+        )
+        await self._guard(lambda: self._run(call))
+        current = await self.view(view.job_id)
+        return current or view
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None:
         event = asyncio.Event()
@@ -142,13 +171,16 @@ class RedisJobs:
                 self._waiters.pop(job_id, None)
 
     async def result(self, job_id: str) -> bytes | None:
-        body = await self.cached(job_id)
-        if body is not None:
-            return body
         raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
         if not raw or raw.get(b"status") != b"succeeded":
             return None
+        cache_key = raw.get(b"cache_key", b"").decode() or job_id
+        body = await self.cached(cache_key)
+        if body is not None:
+            return body
         chunks = await self._guard(lambda: self.redis.hgetall(keys.chunks(job_id)))
+        if not chunks:  # answered from a cache entry that has expired since
+            return None
         rows = [
             row
             for _, part in sorted((int(k), v) for k, v in chunks.items())
@@ -157,7 +189,7 @@ class RedisJobs:
         header = orjson.loads(raw[b"header"])
         body = await asyncio.to_thread(self.assembler, raw[b"kind"].decode(), header, rows)
         ttl = int(self.settings.job_ttl_seconds)
-        await self._guard(lambda: self.redis.set(keys.result(job_id), body, ex=ttl))
+        await self._guard(lambda: self.redis.set(keys.result(cache_key), body, ex=ttl))
         await self._guard(lambda: self.redis.expire(keys.chunks(job_id), 60))
         return body
 
@@ -288,4 +320,6 @@ def _view(job_id: str, raw: dict[bytes, bytes]) -> JobView:
         started_at=number("started_at"),
         finished_at=number("finished_at"),
         error=error,
+        tenant=raw.get(b"tenant", b"").decode(),
+        cache_key=raw.get(b"cache_key", b"").decode(),
     )

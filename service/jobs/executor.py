@@ -9,6 +9,7 @@ from pebble import ProcessPool
 
 from service.jobs.retry import RetriedFuture
 from service.jobs.spec import TaskSpec
+from service.receipts.keys import load_signer, signing_key_pem
 from service.settings import Settings
 from service.worker import init_worker, run_task
 
@@ -26,10 +27,17 @@ class EmbeddedExecutor:
         self._pool: ProcessPool | None = None
 
     def start(self) -> None:
+        signing_key = signing_key_pem(self.settings)  # the workers sign the receipts
+        load_signer(self.settings, signing_key)  # publishes its public key
         self._pool = ProcessPool(
             max_workers=self.settings.workers,
             initializer=init_worker,
-            initargs=(str(self.settings.models_dir), list(self.settings.extra_trusted_types)),
+            initargs=(
+                str(self.settings.models_dir),
+                list(self.settings.extra_trusted_types),
+                1,
+                signing_key,
+            ),
             context=multiprocessing.get_context("spawn"),
         )
 

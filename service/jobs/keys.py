@@ -33,6 +33,12 @@ def content_key(
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
+def tenant_key(key: str, tenant: str) -> str:
+    """The content key of work that belongs to one tenant even when another tenant asks
+    for the same (adverse-action decisions: each names its tenant's receipts)."""
+    return hashlib.sha256(f"{key}\0{tenant}".encode()).hexdigest()
+
+
 def derived_seed(key: str) -> int:
     """The default seed of a request: a stable function of its content key."""
     return int(key[:16], 16) % SEED_MODULUS

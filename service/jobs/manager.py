@@ -65,8 +65,8 @@ class EmbeddedJobs:
     async def problem(self) -> str | None:
         return None if self.executor.running else "the worker pool is not running"
 
-    async def cached(self, job_id: str) -> bytes | None:
-        return self.cache.get(job_id)
+    async def cached(self, cache_key: str) -> bytes | None:
+        return self.cache.get(cache_key)
 
     async def view(self, job_id: str) -> JobView | None:
         record = self.store.get(job_id)
@@ -74,9 +74,9 @@ class EmbeddedJobs:
 
     async def result(self, job_id: str) -> bytes | None:
         record = self.store.get(job_id)
-        if record is not None and record.result is not None:
-            return record.result
-        return self.cache.get(job_id)
+        if record is None or record.state is not JobState.succeeded:
+            return None
+        return record.result if record.result is not None else self.cache.get(record.cache_key)
 
     async def submit(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
@@ -84,18 +84,23 @@ class EmbeddedJobs:
         existing = self.store.get(view.job_id)
         if existing is not None and not existing.state.finished:
             return _view(existing)
-        record = JobRecord(
-            job_id=view.job_id,
-            kind=view.kind,
-            model=view.model,
-            version=view.version,
-            chunks=len(specs),
-        )
+        record = _record(view, chunks=len(specs))
         self.store.put(record)
         running = self._running[record.job_id] = _Running()
         running.futures = [self.executor.submit(spec, self.time_limit) for spec in specs]
         running.task = asyncio.get_running_loop().create_task(self._drive(record, running, header))
         self.submitted += 1
+        return _view(record)
+
+    async def record_cached(self, view: JobView, body: bytes) -> JobView:
+        existing = self.store.get(view.job_id)
+        if existing is not None and not existing.state.finished:
+            return _view(existing)
+        record = _record(view, chunks=0)
+        self.store.put(record)
+        record.started_at = record.created_at
+        # the record keeps its body: the LRU cache may evict the entry before the record goes
+        self.store.finish(record, JobState.succeeded, result=body)
         return _view(record)
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None:
@@ -160,7 +165,7 @@ class EmbeddedJobs:
                     self.store.start(record)
             rows = [row for chunk in outputs for row in chunk]
             body = await asyncio.to_thread(self.assembler, record.kind, header, rows)
-            self.cache.set(record.job_id, body)
+            self.cache.set(record.cache_key, body)
             self.store.finish(record, JobState.succeeded, result=body)
         except _ChunkFailed as failure:
             for future in pending:
@@ -200,6 +205,18 @@ class EmbeddedJobs:
             return {"error": {"status_code": 500, "message": f"worker process died ({exc})"}}
 
 
+def _record(view: JobView, chunks: int) -> JobRecord:
+    return JobRecord(
+        job_id=view.job_id,
+        kind=view.kind,
+        model=view.model,
+        version=view.version,
+        chunks=chunks,
+        tenant=view.tenant,
+        cache_key=view.result_key,
+    )
+
+
 def _view(record: JobRecord) -> JobView:
     return JobView(
         job_id=record.job_id,
@@ -212,6 +229,8 @@ def _view(record: JobRecord) -> JobView:
         started_at=record.started_at,
         finished_at=record.finished_at,
         error=record.error,
+        tenant=record.tenant,
+        cache_key=record.cache_key,
     )
 
 

@@ -18,10 +18,12 @@ from service.jobs import redis_keys as keys
 OUTAGES_KEPT = 50
 
 # Create (or create again) a job with its chunk specs. Returns 0 when the same job is
-# active or succeeded (coalescing), 1 when this call created it.
+# active, or succeeded with its result still there (cached or in chunks); 1 when this call
+# created it.
 CREATE = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' or status == 'running' or status == 'succeeded' then return 0 end
+if status == 'queued' or status == 'running' then return 0 end
+if status == 'succeeded' and redis.call('EXISTS', KEYS[7], KEYS[2]) > 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 local fields = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * fields))
@@ -31,6 +33,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'created', 1)
+return 1
+"""
+
+# Record a job answered from the result cache as succeeded (unless one is active); a hit
+# keeps the cached result alive as long as the record.
+RECORD_CACHED = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then return 0 end
+if status ~= 'succeeded' then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ARGV[1])
 return 1
 """
 
@@ -132,6 +148,7 @@ return 1
 
 SCRIPTS = {
     "create": CREATE,
+    "record_cached": RECORD_CACHED,
     "claim": CLAIM,
     "chunk_done": CHUNK_DONE,
     "finish": FINISH,
@@ -160,7 +177,12 @@ def _state_keys(job_id: str) -> list[str]:
 
 
 def create(
-    job_id: str, fields: dict[str, Any], specs: list[bytes], active_ttl: int, now: float
+    job_id: str,
+    fields: dict[str, Any],
+    specs: list[bytes],
+    active_ttl: int,
+    now: float,
+    result_key: str,
 ) -> Call:
     flat = [x for pair in fields.items() for x in pair]
     return Call(
@@ -172,8 +194,24 @@ def create(
             keys.specs(job_id),
             keys.STATS,
             keys.ACTIVE,
+            keys.result(result_key),
         ],
         [job_id, active_ttl, now, len(fields), *flat, *specs],
+    )
+
+
+def record_cached(job_id: str, fields: dict[str, Any], ttl: int, result_key: str) -> Call:
+    flat = [x for pair in fields.items() for x in pair]
+    return Call(
+        "record_cached",
+        [
+            keys.job(job_id),
+            keys.chunks(job_id),
+            keys.deliveries(job_id),
+            keys.specs(job_id),
+            keys.result(result_key),
+        ],
+        [ttl, *flat],
     )
 
 

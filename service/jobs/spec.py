@@ -28,8 +28,11 @@ class TaskSpec(TypedDict, total=False):
     options: dict[str, Any]
     seed: int
     offset: int  # index of the first instance in the whole request
-    job_id: str  # the request's content key (adverse_action: receipt ids derive from it)
+    job_id: str  # the job's id (its tenant's handle; the backend keys the job by it)
+    content_key: str  # adverse_action: the job's content key, recorded in receipts
+    tenant: str  # adverse_action: who the receipts belong to
     application_ids: list[str | None]  # adverse_action: the lender's id per instance
+    receipt_ids: list[str]  # adverse_action: the id of each instance's receipt
     receipts: str  # adverse_action: receipt store location; absent when replaying
     receipt_retention: float | None  # seconds a receipt is kept (None: forever)
     folder: str  # validate: staging folder of a candidate version

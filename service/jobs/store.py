@@ -32,7 +32,7 @@ class JobState(StrEnum):
 
 @dataclass
 class JobRecord:
-    """One job (= one content key)."""
+    """One job of one tenant; its result is cached under ``cache_key`` (its content key)."""
 
     job_id: str
     kind: str
@@ -46,6 +46,8 @@ class JobRecord:
     finished_at: float | None = None
     error: dict[str, Any] | None = None
     result: bytes | None = None  # the response body of a succeeded job
+    tenant: str = ""
+    cache_key: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -1,78 +1,85 @@
-"""What a receipt holds, how its id is derived, and how a replay is compared with it."""
+"""What a receipt holds, the content key its id derives from, and how a replay is
+compared with it."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from service.registry.loaded import LoadedModel
+from service.jobs.keys import canonical_json
+
+if TYPE_CHECKING:
+    from service.registry.loaded import LoadedModel
 
 RECEIPT_PREFIX = "rcpt_"
-ID_HEX = 32
 MAX_DIFFERENCES = 50
 
 
-def receipt_id(job_id: str, index: int) -> str:
-    """Derived from the request's content key and the applicant's position in it, so the
-    same request always names the same receipt (and a replay can be checked against it)."""
-    digest = hashlib.sha256(f"{job_id}:{index}".encode()).hexdigest()
-    return RECEIPT_PREFIX + digest[:ID_HEX]
+def receipt_request(
+    applicant: dict[str, Any], application_id: str | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The request a receipt records (and its id derives from) for one applicant."""
+    return {"applicant": applicant, "application_id": application_id or None, "options": options}
+
+
+def receipt_key(
+    job_key: str, index: int, content_hash: str, request: dict[str, Any], seed: int
+) -> str:
+    """sha256 over what one decision was computed from: the job's content key and the
+    applicant's position in it, the model version, the request and the job's seed. The
+    receipt id is a keyed hash of this (see ``service.gateway.handles``)."""
+    payload = {
+        "job": job_key,
+        "index": index,
+        "model": content_hash,
+        "request": request,
+        "seed": seed,
+    }
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def stored_receipt_key(receipt: dict[str, Any]) -> str:
+    """The content key of a stored receipt, from its own fields (KeyError if missing)."""
+    return receipt_key(
+        receipt["content_key"],
+        receipt["index"],
+        receipt["content_hash"],
+        receipt["request"],
+        receipt["seed"],
+    )
 
 
 def build_receipt(
     model: LoadedModel,
+    tenant: str,
     job_id: str,
+    job_key: str,
     index: int,
     seed: int,
-    applicant: dict[str, Any],
-    options: dict[str, Any],
+    request: dict[str, Any],
     document: dict[str, Any],
 ) -> dict[str, Any]:
-    """Everything needed to replay one decision: model identity, request, seeds, response."""
+    """Everything needed to replay one decision: model identity, tenant, request, seeds,
+    response (unsigned; see ``service.receipts.signing``)."""
     version = model.version
     return {
         "receipt_id": document["receipt_id"],
+        "tenant": tenant,
         "issued_at": time.time(),
         "model": version.name,
         "version": version.version_id,
         "content_hash": version.content_hash,
         "manifest_hash": version.manifest_hash,
         "job_id": job_id,
+        "content_key": job_key,
         "index": index,
         "seed": seed,
         "row_seed": document["evidence"]["seed"],
-        "request": {
-            "applicant": applicant,
-            "application_id": document.get("application_id"),
-            "options": options,
-        },
+        "request": request,
         "baseline": document["baseline"],
         "response": document,
     }
-
-
-# Receipts issued before reasons had to be material: their options lack this one, every
-# denial-ward reason was stated, and the response lacked the fields added with it.
-MATERIALITY_OPTION = "min_reason_share"
-
-
-def issued_before_materiality(options: dict[str, Any]) -> bool:
-    return MATERIALITY_OPTION not in options
-
-
-def without_materiality_fields(document: dict[str, Any]) -> dict[str, Any]:
-    """A replayed response as a receipt issued before materiality recorded it: without
-    ``materiality``, ``attribution.favourable_class``/``attributions`` and reason shares."""
-    out = {k: v for k, v in document.items() if k != "materiality"}
-    attribution = out.get("attribution")
-    if isinstance(attribution, dict):
-        drop = ("favourable_class", "attributions")
-        out["attribution"] = {k: v for k, v in attribution.items() if k not in drop}
-    out["reasons"] = [
-        {k: v for k, v in r.items() if k != "share"} for r in out.get("reasons") or []
-    ]
-    return out
 
 
 def differences(stored: Any, replayed: Any, path: str = "") -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Where receipts live: Redis in distributed mode, a SQLite file in embedded mode.
 
 Both are written by worker processes (idempotently: a receipt id is derived from the
-request, so a recomputation writes the same record) and read by the gateway.
+request, so a recomputation keeps the first record) and read by the gateway from any of
+its threads. Receipts arrive signed (``service.receipts.signing``); the stores keep bytes.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,32 +39,50 @@ class ReceiptStore(Protocol):
 
 
 class SqliteReceipts:
-    """One table in a SQLite file (WAL: worker processes write while the gateway reads)."""
+    """One table in a SQLite file, safe from any thread and process: a connection per
+    thread (a sqlite3 connection must stay in its thread), WAL so that worker processes
+    write while the gateway reads, and a busy timeout for concurrent writers."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._pid: int | None = None
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._schema_lock = threading.Lock()
+        self._schema_pid: int | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None or self._pid != os.getpid():  # a connection never crosses a fork
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS receipts (id TEXT PRIMARY KEY, version TEXT NOT NULL,"
-                " issued_at REAL NOT NULL, body BLOB NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS receipts_version ON receipts (version)")
-            db.execute("CREATE INDEX IF NOT EXISTS receipts_issued ON receipts (issued_at)")
-            self._db, self._pid = db, os.getpid()
-        return self._db
+        """This thread's connection (a new one after a fork)."""
+        local = self._local
+        if getattr(local, "db", None) is None or local.pid != os.getpid():
+            local.db, local.pid = self._connect(), os.getpid()
+        db: sqlite3.Connection = local.db
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        with self._schema_lock:
+            if self._schema_pid != os.getpid():
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS receipts (id TEXT PRIMARY KEY, version TEXT "
+                    "NOT NULL, issued_at REAL NOT NULL, body BLOB NOT NULL)"
+                )
+                db.execute("CREATE INDEX IF NOT EXISTS receipts_version ON receipts (version)")
+                db.execute("CREATE INDEX IF NOT EXISTS receipts_issued ON receipts (issued_at)")
+                self._schema_pid = os.getpid()
+        return db
 
     def put_many(self, receipts: list[dict[str, Any]]) -> None:
         rows = [(r["receipt_id"], r["version"], r["issued_at"], orjson.dumps(r)) for r in receipts]
-        with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?)", rows)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")  # one transaction (one WAL commit) for the chunk
+        try:
+            db.executemany("INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def get(self, receipt_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT body FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
@@ -73,8 +93,7 @@ class SqliteReceipts:
         return int(self.db.execute(query, (version_id,)).fetchone()[0])
 
     def purge(self, older_than: float) -> int:
-        with self.db:
-            cursor = self.db.execute("DELETE FROM receipts WHERE issued_at < ?", (older_than,))
+        cursor = self.db.execute("DELETE FROM receipts WHERE issued_at < ?", (older_than,))
         return cursor.rowcount
 
 
@@ -86,7 +105,10 @@ class RedisReceipts:
     def __init__(self, url: str, retention_seconds: float | None) -> None:
         import redis
 
-        self.redis = redis.Redis.from_url(url)
+        from service.jobs.redis_store import redis_retry
+
+        # one client per process; its connection pool serves any thread
+        self.redis = redis.Redis.from_url(url, socket_timeout=10, **redis_retry())
         self.retention = retention_seconds
 
     def put_many(self, receipts: list[dict[str, Any]]) -> None:

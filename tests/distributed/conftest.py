@@ -118,7 +118,7 @@ class WorkerProcess:
 
 class Cluster:
     def __init__(
-        self, folder: Path, models_dir: Path, settings: dict[str, str] | None = None
+        self, folder: Path, models_dir: Path, env: dict[str, str] | None = None
     ) -> None:
         self.folder = folder
         self.redis = RedisProcess(folder).start()
@@ -130,7 +130,10 @@ class Cluster:
             "XAI_REDELIVERY_SECONDS": REDELIVERY,
             "XAI_CHUNK_SIZE": "100",
             "XAI_RECONCILE_SECONDS": "1",
-            **(settings or {}),
+            # gateway and workers share the signing keys (workers never need the server
+            # secret: the gateway's ServerProcess has it)
+            "XAI_KEYS_DIR": str(folder / "keys"),
+            **(env or {}),
         }
         self.gateway = ServerProcess(
             models_dir, {k: v for k, v in self.env.items() if k.startswith("XAI_")}

@@ -398,9 +398,6 @@ def test_receipts_live_in_redis_without_ttl_and_survive_its_restart(
     stored["response"]["decision"] = "approved"
     store.set(redis_keys.receipt(receipt_id), orjson.dumps(stored))
     tampered = http.post(f"/v1/receipts/{receipt_id}/verify").json()
-    assert tampered["match"] is False
-    assert {"path": "decision", "stored": "approved", "replayed": "denied"} in tampered[
-        "differences"
-    ]
+    assert tampered["match"] is False and tampered["signature_valid"] is False
     refused = http.delete(f"/v1/models/german-credit/versions/{body['version']}")
     assert refused.status_code == 409

@@ -61,6 +61,7 @@ OPERATION_IDS = {
     "adverse_action_batch",
     "get_receipt",
     "verify_receipt",
+    "receipt_keys",
     "delete_model_version",
     "explain_global",
     "plot_waterfall",

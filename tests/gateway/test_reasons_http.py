@@ -6,12 +6,9 @@ points."""
 from __future__ import annotations
 
 import re
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import skops.io
 import yaml
 from sklearn.compose import ColumnTransformer
@@ -20,7 +17,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from tests.adverse.lenders import EMPLOYMENT, employment_data
-from tests.conftest import ServerProcess
 
 NO_RECOURSE = {"recourse": {"enabled": False}}
 
@@ -115,49 +111,6 @@ def test_adverse_action_on_a_regression_model_is_a_422_saying_it_needs_a_classif
         "/v1/models/income-estimate/explain", json={"instances": [applicant], "wait": 60}
     )
     assert explained.status_code == 200, explained.text
-
-
-def test_a_receipt_issued_before_materiality_still_verifies(
-    server: ServerProcess, client: httpx.Client, applicants: list[dict[str, Any]]
-) -> None:
-    """A receipt stored by the previous release: no min_reason_share in its options, every
-    denial-ward reason stated, none of the fields added since."""
-    body = decide(client, applicants[1], seed=21).json()
-    then = decide(client, applicants[1], seed=21, min_reason_share=0).json()
-    with sqlite3.connect(Path(server.env["XAI_RECEIPTS_PATH"])) as db:
-        (raw,) = db.execute(
-            "SELECT body FROM receipts WHERE id = ?", (body["receipt_id"],)
-        ).fetchone()
-    receipt = orjson.loads(raw)
-    receipt["request"]["options"].pop("min_reason_share")
-    response = receipt["response"]
-    response.pop("materiality")
-    response["attribution"] = {
-        k: v
-        for k, v in response["attribution"].items()
-        if k in ("method", "output_space", "base_value")
-    }
-    response["reasons"] = [{k: v for k, v in r.items() if k != "share"} for r in then["reasons"]]
-    assert len(response["reasons"]) == 4  # the old rule stated the 3 % reason too
-    with sqlite3.connect(Path(server.env["XAI_RECEIPTS_PATH"])) as db:
-        db.execute(
-            "UPDATE receipts SET body = ? WHERE id = ?", (orjson.dumps(receipt), body["receipt_id"])
-        )
-    verified = client.post(f"/v1/receipts/{body['receipt_id']}/verify").json()
-    assert verified["match"] is True, verified["differences"]
-    assert "issued before reasons had to be material" in verified["replayed_with"]["rules"]
-
-    response["reasons"][3]["code"] = "XX99"  # tampering is still found
-    with sqlite3.connect(Path(server.env["XAI_RECEIPTS_PATH"])) as db:
-        db.execute(
-            "UPDATE receipts SET body = ? WHERE id = ?", (orjson.dumps(receipt), body["receipt_id"])
-        )
-    tampered = client.post(f"/v1/receipts/{body['receipt_id']}/verify").json()
-    assert tampered["match"] is False
-    assert [d["path"] for d in tampered["differences"]] == ["reasons[3].code"]
-    # a current receipt is compared whole, new fields included
-    current = client.post(f"/v1/receipts/{then['receipt_id']}/verify").json()
-    assert current["match"] is True and "rules" not in current["replayed_with"]
 
 
 def test_anchor_cut_points_per_request(client: httpx.Client, applicant: dict[str, Any]) -> None:

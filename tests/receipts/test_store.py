@@ -11,9 +11,13 @@ import pytest
 
 from service.jobs import redis_keys as keys
 from service.receipts import store as receipt_store
-from service.receipts.record import differences, receipt_id
+from service.receipts.record import RECEIPT_PREFIX, differences
 from service.receipts.store import CLOCK_SKEW_SECONDS, RedisReceipts, SqliteReceipts
 from tests.distributed.conftest import RedisProcess
+
+
+def receipt_id(job: str, number: int) -> str:
+    return f"{RECEIPT_PREFIX}{job}-{number}"
 
 
 def receipt(number: int, version: str = "v1", issued_at: float | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.errors import InvalidRequestError, Issue
 from service.gateway import adverse_schemas as aa
+from service.gateway.auth import CurrentCaller
 from service.gateway.decisions import Decisions, applicants_from_csv, require_classifier
 from service.gateway.deps import (
     AdminScope,
@@ -19,6 +20,7 @@ from service.gateway.deps import (
     error_responses,
     respond,
 )
+from service.gateway.receipts import Receipts
 from service.gateway.routes.inference import ACCEPTED, CACHE_HEADER
 from service.gateway.schemas import APPLICANT_EXAMPLE
 
@@ -27,7 +29,12 @@ def get_decisions(request: Request) -> Decisions:
     return request.app.state.decisions
 
 
+def get_receipts(request: Request) -> Receipts:
+    return request.app.state.receipts
+
+
 Decide = Annotated[Decisions, Depends(get_decisions)]
+ReceiptBook = Annotated[Receipts, Depends(get_receipts)]
 ReceiptId = Path(max_length=100)
 
 router = APIRouter(tags=["adverse action"])
@@ -90,10 +97,14 @@ BATCH_BODY: dict[str, Any] = {
     },
 )
 async def adverse_action(
-    name: str, body: aa.AdverseActionRequest, decisions: Decide, version: VersionQuery = None
+    name: str,
+    body: aa.AdverseActionRequest,
+    decisions: Decide,
+    caller: CurrentCaller,
+    version: VersionQuery = None,
 ) -> Response:
     """Decision, principal reasons (for a denial), recourse, evidence and a receipt id."""
-    return respond(await decisions.decide(name, version, body))
+    return respond(await decisions.decide(name, version, body, caller))
 
 
 @router.post(
@@ -108,7 +119,11 @@ async def adverse_action(
     },
 )
 async def adverse_action_batch(
-    name: str, request: Request, decisions: Decide, version: VersionQuery = None
+    name: str,
+    request: Request,
+    decisions: Decide,
+    caller: CurrentCaller,
+    version: VersionQuery = None,
 ) -> Response:
     """Decisions and notices for many applicants (JSON list or CSV upload) as one batch job;
     results as JSON, JSON lines, CSV or plain-text notices from ``/v1/jobs/{id}/result``."""
@@ -128,9 +143,22 @@ async def adverse_action_batch(
         body = _parse(_json(await request.body(), None))
         ids = body.application_ids  # type: ignore[assignment]
     outcome = await decisions.decide_batch(
-        name, version, body.applicants, ids, body.options, body.wait
+        name, version, body.applicants, ids, body.options, body.wait, caller
     )
     return respond(outcome)
+
+
+@router.get(
+    "/v1/receipts/keys",
+    name="receipt_keys",
+    dependencies=[ExplainScope],
+    response_model=aa.ReceiptKeys,
+    responses=error_responses(401, 403, 503),
+)
+async def receipt_keys(receipts: ReceiptBook) -> Response:
+    """The public keys that verify receipt signatures (current and rotated out), for
+    verifying exported receipts offline."""
+    return Response(orjson.dumps(receipts.keys()), media_type="application/json")
 
 
 @router.get(
@@ -140,10 +168,12 @@ async def adverse_action_batch(
     response_model=aa.Receipt,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-async def get_receipt(decisions: Decide, receipt_id: str = ReceiptId) -> Response:
-    """The stored record of one adverse-action response."""
+async def get_receipt(
+    receipts: ReceiptBook, caller: CurrentCaller, receipt_id: str = ReceiptId
+) -> Response:
+    """The stored, signed record of one adverse-action response (its tenant's only)."""
     return Response(
-        orjson.dumps(await decisions.receipt(receipt_id)), media_type="application/json"
+        orjson.dumps(await receipts.get(receipt_id, caller)), media_type="application/json"
     )
 
 
@@ -154,9 +184,12 @@ async def get_receipt(decisions: Decide, receipt_id: str = ReceiptId) -> Respons
     response_model=aa.ReceiptVerification,
     responses=error_responses(401, 403, 404, 409, 422, 503, 504),
 )
-async def verify_receipt(decisions: Decide, receipt_id: str = ReceiptId) -> aa.ReceiptVerification:
-    """Recompute the decision with the same version and seeds; ``match`` or the differences."""
-    return await decisions.verify(receipt_id)
+async def verify_receipt(
+    receipts: ReceiptBook, caller: CurrentCaller, receipt_id: str = ReceiptId
+) -> aa.ReceiptVerification:
+    """Check the signature, re-derive the id from the stored request, then recompute the
+    decision with the same version and seeds: ``match`` or what differs."""
+    return await receipts.verify(receipt_id, caller)
 
 
 @router.delete(

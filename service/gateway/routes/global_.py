@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.gateway import schemas
+from service.gateway.auth import CurrentCaller
 from service.gateway.deps import ExplainScope, Plane, VersionQuery, error_responses, respond
 from service.gateway.routes.inference import ACCEPTED, CACHE_HEADER
 
@@ -22,7 +23,11 @@ router = APIRouter(prefix="/v1/models", tags=["global"], dependencies=[ExplainSc
     },
 )
 async def explain_global(
-    name: str, body: schemas.GlobalRequest, plane: Plane, version: VersionQuery = None
+    name: str,
+    body: schemas.GlobalRequest,
+    plane: Plane,
+    caller: CurrentCaller,
+    version: VersionQuery = None,
 ) -> Response:
     """Permutation importance, mean |SHAP|, PDP/ICE and ALE as one job on the batch queue."""
-    return respond(await plane.global_explanation(name, version, body))
+    return respond(await plane.global_explanation(name, version, body, caller))

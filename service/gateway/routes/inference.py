@@ -5,13 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.gateway import schemas
+from service.gateway.auth import CurrentCaller
 from service.gateway.deps import ExplainScope, Plane, VersionQuery, error_responses, respond
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[ExplainScope])
 
 CACHE_HEADER = {
     "X-Cache": {
-        "description": "hit: served from the result cache; miss: computed",
+        "description": "hit: this tenant made the same request before and it is served "
+        "from the result cache; miss: the tenant's first answer (computed, or shared with "
+        "identical work, which is never disclosed)",
         "schema": {"type": "string", "enum": ["hit", "miss"]},
     }
 }
@@ -35,10 +38,14 @@ ACCEPTED = {
     },
 )
 async def predict(
-    name: str, body: schemas.PredictRequest, plane: Plane, version: VersionQuery = None
+    name: str,
+    body: schemas.PredictRequest,
+    plane: Plane,
+    caller: CurrentCaller,
+    version: VersionQuery = None,
 ) -> Response:
     """Decision (label) and probability of the favourable class for each instance."""
-    return respond(await plane.predict(name, version, body))
+    return respond(await plane.predict(name, version, body, caller))
 
 
 @router.post(
@@ -52,7 +59,11 @@ async def predict(
     },
 )
 async def explain(
-    name: str, body: schemas.ExplainRequest, plane: Plane, version: VersionQuery = None
+    name: str,
+    body: schemas.ExplainRequest,
+    plane: Plane,
+    caller: CurrentCaller,
+    version: VersionQuery = None,
 ) -> Response:
     """Prediction and explanations (SHAP per raw feature, with evidence) per instance."""
-    return respond(await plane.explain(name, version, body))
+    return respond(await plane.explain(name, version, body, caller))

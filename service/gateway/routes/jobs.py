@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from service.gateway import schemas
+from service.gateway.auth import CurrentCaller
 from service.gateway.deps import ExplainScope, Plane, error_responses
 from service.gateway.routes.decisions import Decide
 
@@ -22,9 +23,9 @@ JobId = Path(max_length=200)
     response_model=schemas.JobStatus,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-async def get_job(plane: Plane, job_id: str = JobId) -> Response:
-    """Status, progress 0-1, and the result or error of a job."""
-    return Response(await plane.job_status(job_id), media_type="application/json")
+async def get_job(plane: Plane, caller: CurrentCaller, job_id: str = JobId) -> Response:
+    """Status, progress 0-1, and the result or error of a job (its tenant's only)."""
+    return Response(await plane.job_status(job_id, caller), media_type="application/json")
 
 
 @router.get(
@@ -50,6 +51,7 @@ async def get_job(plane: Plane, job_id: str = JobId) -> Response:
 async def get_job_result(
     plane: Plane,
     decisions: Decide,
+    caller: CurrentCaller,
     job_id: str = JobId,
     format: Literal["json", "jsonl", "csv", "notices"] = Query(  # noqa: A002
         "json",
@@ -59,13 +61,15 @@ async def get_job_result(
 ) -> Response:
     """A finished job's result, whole or streamed as JSON lines."""
     if format == "csv":
-        return Response(await decisions.table(job_id), media_type="text/csv")
+        return Response(await decisions.table(job_id, caller), media_type="text/csv")
     if format == "notices":
-        return Response(await decisions.notices(job_id), media_type="text/plain; charset=utf-8")
+        notices = await decisions.notices(job_id, caller)
+        return Response(notices, media_type="text/plain; charset=utf-8")
     if format == "jsonl":
-        await plane.job_result(job_id)  # 404/409 before the stream starts
-        return StreamingResponse(plane.job_result_lines(job_id), media_type="application/x-ndjson")
-    return Response(await plane.job_result(job_id), media_type="application/json")
+        await plane.job_result(job_id, caller)  # 404/409 before the stream starts
+        lines = plane.job_result_lines(job_id, caller)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
+    return Response(await plane.job_result(job_id, caller), media_type="application/json")
 
 
 @router.delete(
@@ -74,6 +78,6 @@ async def get_job_result(
     response_model=schemas.JobStatus,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-async def cancel_job(plane: Plane, job_id: str = JobId) -> Response:
+async def cancel_job(plane: Plane, caller: CurrentCaller, job_id: str = JobId) -> Response:
     """Cancel a queued or running job (its worker process is stopped)."""
-    return Response(await plane.cancel(job_id), media_type="application/json")
+    return Response(await plane.cancel(job_id, caller), media_type="application/json")

@@ -8,7 +8,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Response
 
+from service.gateway.auth import CurrentCaller
+from service.gateway.dataplane import DataPlane
 from service.gateway.deps import ExplainScope, Plane, error_responses
+from service.gateway.tenancy import Caller
 from service.plots import MEDIA_TYPES, PlotFormat, render
 
 router = APIRouter(prefix="/v1/plots", tags=["plots"], dependencies=[ExplainScope])
@@ -31,8 +34,10 @@ IMAGE = {
 }
 
 
-async def _plot(plane: Plane, job_id: str, kind: str, fmt: PlotFormat, **params: Any) -> Response:
-    body = await plane.job_result(job_id)
+async def _plot(
+    plane: DataPlane, caller: Caller, job_id: str, kind: str, fmt: PlotFormat, **params: Any
+) -> Response:
+    body = await plane.job_result(job_id, caller)
     document = await asyncio.to_thread(orjson.loads, body)
     image = await asyncio.to_thread(render, kind, document, fmt, **params)
     return Response(image, media_type=MEDIA_TYPES[fmt])
@@ -41,6 +46,7 @@ async def _plot(plane: Plane, job_id: str, kind: str, fmt: PlotFormat, **params:
 @router.get("/waterfall", name="plot_waterfall", response_class=Response, responses=IMAGE)
 async def plot_waterfall(
     plane: Plane,
+    caller: CurrentCaller,
     job_id: JobQuery,
     index: Annotated[int, Query(ge=0, description="Instance (applicant) of the job.")] = 0,
     top: TopQuery = 10,
@@ -50,12 +56,13 @@ async def plot_waterfall(
     reference rows), or of an adverse-action job (against its policy baseline, the values
     its reasons are made of). The title names the decision and the class its probability
     is of."""
-    return await _plot(plane, job_id, "waterfall", format, index=index, top=top)
+    return await _plot(plane, caller, job_id, "waterfall", format, index=index, top=top)
 
 
 @router.get("/importance", name="plot_importance", response_class=Response, responses=IMAGE)
 async def plot_importance(
     plane: Plane,
+    caller: CurrentCaller,
     job_id: JobQuery,
     method: Annotated[
         str | None,
@@ -68,37 +75,40 @@ async def plot_importance(
     format: FormatQuery = "svg",  # noqa: A002
 ) -> Response:
     """Bar chart of global importance (permutation mean ± std, or mean |SHAP|)."""
-    return await _plot(plane, job_id, "importance", format, method=method, top=top)
+    return await _plot(plane, caller, job_id, "importance", format, method=method, top=top)
 
 
 @router.get("/beeswarm", name="plot_beeswarm", response_class=Response, responses=IMAGE)
 async def plot_beeswarm(
     plane: Plane,
+    caller: CurrentCaller,
     job_id: JobQuery,
     top: TopQuery = 12,
     format: FormatQuery = "svg",  # noqa: A002
 ) -> Response:
     """SHAP value of every row per feature, coloured by the feature's value."""
-    return await _plot(plane, job_id, "beeswarm", format, top=top)
+    return await _plot(plane, caller, job_id, "beeswarm", format, top=top)
 
 
 @router.get("/pdp", name="plot_pdp", response_class=Response, responses=IMAGE)
 async def plot_pdp(
     plane: Plane,
+    caller: CurrentCaller,
     job_id: JobQuery,
     feature: FeatureQuery = None,
     format: FormatQuery = "svg",  # noqa: A002
 ) -> Response:
     """Partial dependence of one feature, over its ICE curves when the job has them."""
-    return await _plot(plane, job_id, "pdp", format, feature=feature)
+    return await _plot(plane, caller, job_id, "pdp", format, feature=feature)
 
 
 @router.get("/ale", name="plot_ale", response_class=Response, responses=IMAGE)
 async def plot_ale(
     plane: Plane,
+    caller: CurrentCaller,
     job_id: JobQuery,
     feature: FeatureQuery = None,
     format: FormatQuery = "svg",  # noqa: A002
 ) -> Response:
     """Accumulated local effects of one numeric feature, centred."""
-    return await _plot(plane, job_id, "ale", format, feature=feature)
+    return await _plot(plane, caller, job_id, "ale", format, feature=feature)
