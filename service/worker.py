@@ -25,9 +25,10 @@ from service.jobs.spec import TaskKind, TaskResult, TaskSpec
 from service.receipts.record import build_receipt, receipt_id
 from service.receipts.store import open_receipts
 from service.registry.artifacts import UnsafeArtifactError
+from service.registry.isolation import DEFAULT_TIMEOUT, validate_isolated
 from service.registry.loaded import LoadedModel
 from service.registry.store import ModelStore
-from service.registry.validation import CandidateError, validate_candidate
+from service.registry.validation import CandidateError
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,9 @@ def run_task(spec: TaskSpec) -> TaskResult:
         if kind is TaskKind.ping:
             return {"results": [{"pid": os.getpid()}]}
         if kind is TaskKind.validate:
+            folder, timeout = Path(spec["folder"]), spec.get("timeout", DEFAULT_TIMEOUT)
             return {
-                "description": validate_candidate(
-                    Path(spec["folder"]), spec["source"], _extra_trusted
-                )
+                "description": validate_isolated(folder, spec["source"], _extra_trusted, timeout)
             }
         model = _model(spec["models_dir"], spec["model"], spec["version"])
         if kind is TaskKind.describe:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.registry.artifacts import UnsafeArtifactError, load_predictor
+from service.registry.load_errors import detail, load_failure
 from service.registry.loaded import read_labels, read_rows
 from service.registry.manifest import parse_manifest
 from service.registry.store import MANIFEST_FILE
@@ -23,14 +24,13 @@ def validate_candidate(
 ) -> dict[str, Any]:
     """Load the artifact the safe way, read the data files and predict on them."""
     manifest = parse_manifest((folder / MANIFEST_FILE).read_bytes())
+    artifact = folder / manifest.artifact.path
     try:
-        predictor = load_predictor(manifest, folder / manifest.artifact.path, source, extra_trusted)
+        predictor = load_predictor(manifest, artifact, source, extra_trusted)
     except UnsafeArtifactError:
         raise
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
-        raise CandidateError(
-            f"artifact could not be loaded as {manifest.artifact.format}: {exc}"
-        ) from exc
+        raise CandidateError(load_failure(manifest.artifact.format, artifact, exc)) from exc
     expected = getattr(getattr(predictor, "model", None), "feature_names_in_", None)
     if expected is not None and set(map(str, expected)) != set(manifest.feature_names):
         raise CandidateError(
@@ -46,13 +46,13 @@ def validate_candidate(
         try:
             rows = read_rows(folder / data.path, manifest)
         except Exception as exc:  # noqa: BLE001
-            raise CandidateError(f"{label} data {data.path}: {exc}") from exc
+            raise CandidateError(f"{label} data {data.path}: {detail(exc)}") from exc
         if rows.empty:
             raise CandidateError(f"{label} data {data.path} has no rows")
         try:
             scores = predictor.probability(rows)
         except Exception as exc:  # noqa: BLE001
-            raise CandidateError(f"model failed to predict on {label} data: {exc}") from exc
+            raise CandidateError(f"model failed to predict on {label} data: {detail(exc)}") from exc
         if scores.shape != (len(rows),) or not np.all(np.isfinite(scores)):
             raise CandidateError(f"model gave malformed predictions on {label} data")
         summary[f"{label}_rows"] = len(rows)
