@@ -21,12 +21,15 @@ from service.errors import (
     PayloadTooLargeError,
     ServiceError,
     UnavailableError,
+    WorkerLostError,
     error_from_payload,
 )
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.global_.check import check_request
+from service.explainers.option_checks import request_issues
 from service.gateway import schemas
 from service.gateway.documents import dump
+from service.gateway.errors import public
 from service.jobs.backend import JobBackend, JobView
 from service.jobs.keys import content_key, derived_seed
 from service.jobs.spec import TaskKind, TaskSpec
@@ -40,6 +43,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 INLINE_VALIDATION_ROWS = 100
+VALIDATION_SHARE = 0.8  # of the task time limit, for the isolated registration check
 INTERACTIVE, BATCH = "interactive", "batch"
 
 
@@ -64,6 +68,7 @@ class DataPlane:
         self.ready = False
         self.cache_hits = 0
         self.cache_misses = 0
+        self._roots = (str(settings.models_dir),)  # server folders kept out of messages
 
     # --- lifecycle
     async def warm_up(self) -> None:
@@ -155,9 +160,12 @@ class DataPlane:
     ) -> Outcome:
         version, instances = await self.checked_instances(name, version_id, body.instances)
         methods = list(dict.fromkeys(body.methods))
-        options: dict[str, Any] = {
-            m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
-        }
+        parsed = {m: getattr(body.options, m, None) or _default_options(m) for m in methods}
+        described = self.descriptions.get(version.version_id) or {}
+        issues = request_issues(version.manifest, methods, parsed, described.get("shap_algorithm"))
+        if issues:
+            raise InvalidRequestError(issues)
+        options: dict[str, Any] = {m: parsed[m].model_dump() for m in methods}
         deletion = body.options.faithfulness
         if deletion is True:
             deletion = FaithfulnessOptions()
@@ -342,7 +350,7 @@ class DataPlane:
             created_at=view.created_at,
             started_at=view.started_at,
             finished_at=view.finished_at,
-            error=schemas.JobError(**view.error) if view.error else None,
+            error=schemas.JobError(**public(view.error, self._roots)) if view.error else None,
         ).model_dump(mode="json", exclude_none=True)
         result = await self.jobs.result(job_id) if view.state is JobState.succeeded else None
         if result is not None:
@@ -382,7 +390,7 @@ class DataPlane:
     async def register(
         self, manifest_bytes: bytes, uploads: dict[str, bytes]
     ) -> schemas.RegisteredModel:
-        manifest = parse_manifest(manifest_bytes)
+        manifest = await asyncio.to_thread(parse_manifest, manifest_bytes)
         try:
             check_upload_format(manifest)
         except UnsafeArtifactError as exc:
@@ -405,12 +413,20 @@ class DataPlane:
         staging = self.settings.models_dir / ".incoming" / uuid.uuid4().hex
         try:
             await asyncio.to_thread(_write_files, staging, manifest_bytes, files)
+            spec: TaskSpec = {
+                "kind": TaskKind.validate,
+                "folder": str(staging),
+                "source": "http",
+                "timeout": VALIDATION_SHARE * self.settings.job_time_limit,
+            }
             try:
-                outcome = await self.jobs.call(
-                    {"kind": TaskKind.validate, "folder": str(staging), "source": "http"}
-                )
+                outcome = await self.jobs.call(spec)
             except InvalidRequestError:
                 raise
+            except WorkerLostError as exc:  # the check's own process is the one meant to die
+                raise InvalidRequestError(
+                    [Issue(("body", "artifact"), f"the artifact crashed its validation ({exc})")]
+                ) from exc
             except Exception as exc:
                 if getattr(exc, "status_code", 500) == 422:
                     raise InvalidRequestError([Issue(("body", "artifact"), str(exc))]) from exc

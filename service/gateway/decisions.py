@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from service.adverse.options import AdverseActionOptions
+from service.adverse.options import AdverseActionOptions, request_issues
 from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError
 from service.gateway import adverse_schemas as aa
 from service.gateway.dataplane import BATCH, Outcome, job_header
@@ -94,6 +94,9 @@ class Decisions:
         wait: float | None,
         queue: str | None,
     ) -> Outcome:
+        issues = request_issues(version.manifest, options)
+        if issues:
+            raise InvalidRequestError(issues)
         raw = {"adverse_action": options.model_dump(mode="json")}
         key = content_key(
             version.content_hash, KIND, [], {**raw, "application_ids": application_ids}, instances
