@@ -151,6 +151,7 @@ def flood(
 ) -> dict[str, Any]:
     sampler = Sampler(pid)
     before = rss_mb(sampler.process)
+    cpu_before = sum(sampler.process.cpu_times()[:2])
     sampler.start()
     results: list[Any] = []
     attackers = [
@@ -164,6 +165,7 @@ def flood(
         thread.join()
     sampler.running = False
     sampler.join()
+    cpu = sum(sampler.process.cpu_times()[:2]) - cpu_before
     time.sleep(1)
     statuses: dict[str, int] = {}
     for status, _ in results:
@@ -179,6 +181,7 @@ def flood(
         "attacks": len(results),
         "statuses": statuses,
         "attack_median_s": statistics.median(d for _, d in results) if results else None,
+        "cpu_s": cpu,
     }
 
 
@@ -246,15 +249,16 @@ def main() -> None:
         f"p99 {percentile(idle, 0.99):.2f} ms ({len(idle)} requests).",
         "",
         "| flood | gateway RSS before / peak / after (MB) | authorised p50 / p99 / max (ms) "
-        "| attacking requests: answers | median time per attack (s) |",
-        "|---|---|---|---|---|",
+        "| attacking requests: answers | median time per attack (s) "
+        "| gateway CPU in the phase (s, its probes included) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in runs.items():
         answers = ", ".join(f"{k} × {v}" for k, v in sorted(r["statuses"].items()))
         lines.append(
             f"| {name} | {r['rss_before']:.0f} / {r['rss_peak']:.0f} / {r['rss_after']:.0f} "
             f"| {r['p50']:.2f} / {r['p99']:.2f} / {r['max']:.1f} | {answers} "
-            f"| {r['attack_median_s']:.2f} |"
+            f"| {r['attack_median_s']:.2f} | {r['cpu_s']:.1f} |"
         )
     report = "\n".join(lines) + "\n"
     print(report)
