@@ -220,19 +220,25 @@ class DataPlane:
         )
 
     async def checked_instances(
-        self, name: str, version_id: str | None, instances: list[dict[str, Any]]
+        self,
+        name: str,
+        version_id: str | None,
+        instances: list[dict[str, Any]],
+        loc: tuple[str, ...] = ("body", "instances"),
     ) -> tuple[ModelVersion, list[dict[str, Any]]]:
-        """The version and the instances validated against its feature schema (413 past
-        the instance limit)."""
+        """The version and the instances validated against its feature schema, issues
+        located under ``loc`` (413 past the instance limit)."""
         version = self.store.get(name, version_id)
         if len(instances) > self.settings.max_instances:
             raise PayloadTooLargeError(
                 f"{len(instances)} instances exceed the limit of {self.settings.max_instances}"
             )
         if len(instances) <= INLINE_VALIDATION_ROWS:
-            return version, validate_instances(version.manifest, instances)
+            return version, validate_instances(version.manifest, instances, loc)
         # Large batches are validated off the event loop.
-        return version, await asyncio.to_thread(validate_instances, version.manifest, instances)
+        return version, await asyncio.to_thread(
+            validate_instances, version.manifest, instances, loc
+        )
 
     async def run_job(
         self,

@@ -72,7 +72,9 @@ class Decisions:
         wait: float | None,
     ) -> Outcome:
         """Many applicants as one job on the batch queue; result rows as for one applicant."""
-        version, instances = await self.plane.checked_instances(name, version_id, applicants)
+        version, instances = await self.plane.checked_instances(
+            name, version_id, applicants, ("body", "applicants")
+        )
         if application_ids is not None and len(application_ids) != len(instances):
             raise InvalidRequestError(
                 [
@@ -245,8 +247,8 @@ def _validated(manifest: Any, applicant: dict[str, Any], loc: tuple[str, ...]) -
 def applicants_from_csv(
     manifest: Any, data: bytes
 ) -> tuple[list[dict[str, Any]], list[str | None] | None]:
-    """Applicants (typed by the feature schema) and optional ``application_id`` column of an
-    uploaded CSV; problems are 422s naming the line and column."""
+    """Applicants (checked against the feature schema) and optional ``application_id``
+    column of an uploaded CSV; problems are 422s naming the line and column."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -281,6 +283,9 @@ def applicants_from_csv(
                     )
             else:
                 row[feature.name] = value
+        if len(row) == len(manifest.features):
+            row, problems = validate_instance(manifest, row, ("body", "file", line))
+            issues += problems
         applicants.append(row)
         ids.append(raw.get(APPLICATION_ID) or None)
         if len(issues) >= MAX_CSV_ISSUES:

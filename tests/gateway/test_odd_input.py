@@ -350,3 +350,21 @@ def test_options_are_checked_before_a_job_is_accepted(
     assert response.status_code == 422, response.text
     [issue] = response.json()["detail"]
     assert issue["loc"] == loc and words in issue["msg"], issue
+
+
+def test_batch_issues_are_located_where_the_caller_put_the_value(
+    client: httpx.Client, applicant: dict[str, Any]
+) -> None:
+    wrong = {**applicant, "housing": "castle"}
+    response = client.post(
+        "/v1/models/german-credit/adverse-action/batch", json={"applicants": [applicant, wrong]}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "applicants", 1, "housing"]
+    frame = pd.DataFrame([applicant, wrong])
+    response = client.post(
+        "/v1/models/german-credit/adverse-action/batch",
+        files={"file": ("applicants.csv", frame.to_csv(index=False).encode())},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "file", 3, "housing"]
