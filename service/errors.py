@@ -45,6 +45,10 @@ class PayloadTooLargeError(ServiceError):
     status_code = 413
 
 
+class WorkerLostError(ServiceError):
+    """The worker process running a task died (killed, or crashed in native code)."""
+
+
 class UnavailableError(ServiceError):
     status_code = 503
 

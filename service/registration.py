@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from service.explainers.registry import supported_methods
 from service.explainers.shap import ShapExplainer, ShapOptions
@@ -40,6 +41,13 @@ def registration_report(
                 f"SHAP in {space} space uses {summary.algorithm}: {summary.fallback_reason}"
             )
     return report
+
+
+def registration_document(
+    folder: Path, source: str, extra_trusted: Iterable[str] = ()
+) -> dict[str, Any]:
+    """:func:`registration_report` as JSON (what a worker answers, from an isolated child)."""
+    return registration_report(folder, source, extra_trusted).model_dump(mode="json")
 
 
 def candidate_model(folder: Path, source: str, candidate: ValidatedCandidate) -> LoadedModel:

@@ -25,8 +25,9 @@ from service.jobs.spec import TaskKind, TaskResult, TaskSpec
 from service.receipts.record import build_receipt, receipt_request
 from service.receipts.signing import ReceiptSigner
 from service.receipts.store import open_receipts
-from service.registration import registration_report
+from service.registration import registration_document
 from service.registry.artifacts import UnsafeArtifactError
+from service.registry.isolation import DEFAULT_TIMEOUT, validate_isolated
 from service.registry.loaded import LoadedModel
 from service.registry.store import ModelStore
 from service.registry.validation import CandidateError
@@ -77,8 +78,11 @@ def run_task(spec: TaskSpec) -> TaskResult:
         if kind is TaskKind.ping:
             return {"results": [{"pid": os.getpid()}]}
         if kind is TaskKind.validate:
-            report = registration_report(Path(spec["folder"]), spec["source"], _extra_trusted)
-            return {"description": report.model_dump(mode="json")}
+            folder, timeout = Path(spec["folder"]), spec.get("timeout", DEFAULT_TIMEOUT)
+            report = validate_isolated(
+                folder, spec["source"], _extra_trusted, timeout, check=registration_document
+            )
+            return {"description": report}
         model = _model(spec["models_dir"], spec["model"], spec["version"])
         if kind is TaskKind.describe:
             return {"description": describe(model)}

@@ -66,7 +66,7 @@ class ServerProcess:
                 start_new_session=True,
             )
 
-    def start(self, timeout: float = 120) -> ServerProcess:
+    def start(self, timeout: float = 600) -> ServerProcess:
         """Start and wait until /readyz answers 200."""
         self.start_process()
         assert self.process is not None

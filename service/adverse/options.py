@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
 from pydantic import Field
 
-from service.explainers.base import MethodOptions
-from service.registry.manifest import PolicyBaseline
+from service.errors import Issue
+from service.explainers.base import MethodOptions, checked
+from service.registry.manifest import Manifest, PolicyBaseline, Task
 
 NEEDS_CLASSIFIER = (
     "adverse-action decisions need a binary classifier (a decision with reasons for a "
@@ -39,7 +41,9 @@ class AdverseActionOptions(MethodOptions):
         "the manifest's min_reason_share (0.05 unless set).",
     )
     baseline: PolicyBaseline | None = Field(
-        None, description="Population reasons are measured against; default: the manifest's."
+        None,
+        description="Population reasons are measured against; default: the manifest's.",
+        json_schema_extra=checked("approved needs reference rows the version approves"),
     )
     proxy_share: float = Field(
         0.1,
@@ -52,3 +56,19 @@ class AdverseActionOptions(MethodOptions):
     seed: int | None = Field(
         None, ge=0, lt=2**32, description="Seed of the stochastic parts; default from the request."
     )
+
+
+def request_issues(manifest: Manifest, options: AdverseActionOptions) -> list[Issue]:
+    """What makes a decision request impossible on this model, found before it is queued."""
+    if manifest.task is not Task.binary_classification:
+        return [
+            Issue(
+                ("path", "name"),
+                "adverse-action decisions need a binary classifier; this model is a regression",
+            )
+        ]
+    if options.recourse.enabled and importlib.util.find_spec("dice_ml") is None:
+        return [
+            Issue(("body", "options", "recourse", "enabled"), "recourse needs dice-ml installed")
+        ]
+    return []

@@ -66,7 +66,7 @@ from pydantic import Field, field_validator
 
 from service.errors import invalid
 from service.explainers.anchor_bins import DEFAULT_QUANTILE_BINS, check_cut_points, numeric_edges
-from service.explainers.base import Explainer, MethodOptions
+from service.explainers.base import Explainer, MethodOptions, checked
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import FeatureType
 
@@ -135,6 +135,7 @@ class AnchorOptions(MethodOptions):
         None,
         description="Per numeric feature: the interval edges rules may use (e.g. a policy "
         "threshold; in any order), instead of the manifest's cut_points or the quantiles.",
+        json_schema_extra=checked("numeric features of the model, finite edges"),
     )
 
     @field_validator("cut_points")

@@ -10,6 +10,15 @@ from pydantic import BaseModel, ConfigDict
 
 from service.registry.loaded import LoadedModel
 
+CONSTRAINTS = "x-constraints"
+
+
+def checked(rule: str) -> dict[str, str]:
+    """JSON-schema extra of a field the service checks beyond its JSON schema (against
+    the model's manifest, or across values): the contract states the rule, and a request
+    breaking it is answered 422 naming the field."""
+    return {CONSTRAINTS: rule}
+
 
 class MethodOptions(BaseModel):
     """Base of a method's options: unknown options are refused."""

@@ -39,20 +39,20 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
-from service.errors import InvalidRequestError, Issue, invalid
-from service.explainers.base import Explainer, MethodOptions
+from service.errors import InvalidRequestError
+from service.explainers.base import Explainer, MethodOptions, checked
+from service.explainers.option_checks import counterfactual_issues, why_fixed
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import Direction, Feature, FeatureType, Task
 
 log = logging.getLogger(__name__)
 
-OPTION_LOC = ("body", "options", "counterfactual")
 OUTCOME = "__counterfactual_outcome__"
 # Consecutive DiCE searches that add no accepted counterfactual before giving up.
 MAX_STALE_SEARCHES = 3
@@ -71,13 +71,25 @@ CONSTRAINTS_CHECKED = [
 ]
 
 
+def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
+    low, high = pair
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError("a range is two finite numbers [min, max] with min <= max")
+    return pair
+
+
+PermittedRange = Annotated[tuple[float, float], AfterValidator(_ordered)]
+
+
 class CounterfactualOptions(MethodOptions):
     """How counterfactuals are searched. Defaults: 3 counterfactuals towards the favourable
     class, DiCE random sampling, every mutable feature, 10 s per applicant."""
 
     count: int = Field(3, ge=1, le=20, description="Counterfactuals wanted per applicant.")
     desired_class: str | None = Field(
-        None, description="Class the counterfactuals must reach; default the favourable class."
+        None,
+        description="Class the counterfactuals must reach; default the favourable class.",
+        json_schema_extra=checked("one of the model's classes"),
     )
     method: Literal["random", "genetic", "kdtree"] = Field(
         "random", description="DiCE search: random sampling, genetic, or nearest reference rows."
@@ -87,24 +99,19 @@ class CounterfactualOptions(MethodOptions):
         min_length=1,
         max_length=500,
         description="Only these features may change (a subset of the manifest's mutable ones).",
+        json_schema_extra=checked("features of the model that are mutable and not protected"),
     )
-    permitted_range: dict[str, tuple[float, float]] | None = Field(
+    permitted_range: dict[str, PermittedRange] | None = Field(
         None,
         description="Narrower [min, max] per numeric feature, within the manifest's range.",
+        json_schema_extra=checked(
+            "each pair is [min, max] with min <= max, both finite; each key a numeric feature "
+            "of the model that is mutable and not protected; the pair within its manifest range"
+        ),
     )
     time_budget: float = Field(
         10.0, gt=0, le=120, description="Seconds per applicant; fewer counterfactuals after it."
     )
-
-    @field_validator("permitted_range")
-    @classmethod
-    def _ranges(
-        cls, ranges: dict[str, tuple[float, float]] | None
-    ) -> dict[str, tuple[float, float]] | None:
-        for name, (low, high) in (ranges or {}).items():
-            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-                raise ValueError(f"{name}: a range is two finite numbers [min, max], min <= max")
-        return ranges
 
 
 _RE_ALARM_SECONDS = 0.05
@@ -137,9 +144,10 @@ class CounterfactualExplainer(Explainer):
         self.threshold = manifest.decision_threshold
         self.favourable = str(manifest.favourable_class)
         self.unfavourable = str(manifest.unfavourable_class)
-        self.desired = self._desired_class(options.desired_class)
+        self._checked(options)
+        self.desired = options.desired_class or self.favourable
         self.to_vary = self._features_to_vary(options.features_to_vary)
-        self.ranges = self._permitted_ranges(options.permitted_range)
+        self.ranges = dict(options.permitted_range or {})
         reference = model.reference
         self.scale = {
             f.name: _positive(float(reference[f.name].max() - reference[f.name].min()))
@@ -173,58 +181,16 @@ class CounterfactualExplainer(Explainer):
         )
 
     # --- options that need the manifest ---------------------------------------------------
-    def _desired_class(self, requested: str | None) -> str:
-        classes = [str(c) for c in self.model.manifest.classes or []]
-        desired = self.favourable if requested is None else requested
-        if desired not in classes:
-            raise invalid(
-                (*OPTION_LOC, "desired_class"),
-                f"'{desired}' is not a class of this model; valid: {classes}",
-            )
-        return desired
-
-    def _features_to_vary(self, requested: list[str] | None) -> list[str]:
-        fixed = {f.name: _why_fixed(f) for f in self.features if _why_fixed(f)}
-        if requested is None:
-            return [f.name for f in self.features if f.name not in fixed]
-        loc = (*OPTION_LOC, "features_to_vary")
-        unknown = sorted({n for n in requested if n not in self.names})
-        if unknown:
-            raise invalid(loc, f"unknown features {unknown}; valid: {self.names}")
-        refused = sorted({n for n in requested if n in fixed})
-        if refused:
-            detail = ", ".join(f"{n} ({fixed[n]})" for n in refused)
-            raise invalid(loc, f"these features may never change: {detail}")
-        wanted = set(requested)
-        return [n for n in self.names if n in wanted]
-
-    def _permitted_ranges(
-        self, requested: dict[str, tuple[float, float]] | None
-    ) -> dict[str, tuple[float, float]]:
-        loc = (*OPTION_LOC, "permitted_range")
-        issues = []
-        for name, (low, high) in (requested or {}).items():
-            if name not in self.names:
-                issues.append(Issue((*loc, name), f"unknown feature '{name}'"))
-                continue
-            feature = self.model.manifest.feature(name)
-            if feature.type is not FeatureType.numeric:
-                issues.append(
-                    Issue((*loc, name), f"'{name}' is {feature.type}; ranges are numeric")
-                )
-            elif _why_fixed(feature):
-                issues.append(
-                    Issue((*loc, name), f"'{name}' may never change ({_why_fixed(feature)})")
-                )
-            elif feature.range is not None and (low < feature.range[0] or high > feature.range[1]):
-                issues.append(
-                    Issue(
-                        (*loc, name), f"must lie within the manifest's range {list(feature.range)}"
-                    )
-                )
+    def _checked(self, options: CounterfactualOptions) -> None:
+        issues = counterfactual_issues(self.model.manifest, options)
         if issues:
             raise InvalidRequestError(issues)
-        return dict(requested or {})
+
+    def _features_to_vary(self, requested: list[str] | None) -> list[str]:
+        if requested is None:
+            return [f.name for f in self.features if not why_fixed(f)]
+        wanted = set(requested)
+        return [n for n in self.names if n in wanted]
 
     # --- DiCE setup -------------------------------------------------------------------------
     def _dice_data(self, reference: pd.DataFrame) -> Any:
@@ -663,14 +629,6 @@ def _quiet() -> Iterator[None]:
     ):
         warnings.simplefilter("ignore")
         yield
-
-
-def _why_fixed(feature: Feature) -> str | None:
-    if feature.protected:
-        return "protected"
-    if not feature.mutable:
-        return "immutable"
-    return None
 
 
 def _dice_range(domain: _Domain) -> list[Any]:

@@ -44,7 +44,7 @@ from pydantic import Field
 from scipy.special import logit
 
 from service.errors import invalid
-from service.explainers.base import Explainer, MethodOptions
+from service.explainers.base import Explainer, MethodOptions, checked
 from service.registry.loaded import LoadedModel, typed_frame
 from service.registry.manifest import FeatureType, Manifest
 from service.registry.predictors import SklearnPredictor
@@ -82,7 +82,9 @@ class LimeOptions(MethodOptions):
         description="Numerics as reference-quartile bins (true) or standardised values (false).",
     )
     output: Literal["auto", "probability", "log_odds", "raw"] = Field(
-        "auto", description="auto: probability for classifiers, raw for regression."
+        "auto",
+        description="auto: probability for classifiers, raw for regression.",
+        json_schema_extra=checked("log_odds and probability apply to classifiers only"),
     )
     stability: int | None = Field(
         None,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.adverse.options import AdverseActionOptions
+from service.explainers.base import checked
 from service.gateway.schemas import APPLICANT_EXAMPLE, Attribution, FeatureChange
 
 Value = str | float
@@ -17,7 +18,11 @@ class _Request(BaseModel):
 
 
 class AdverseActionRequest(_Request):
-    applicant: dict[str, Any] = Field(..., description="The application: feature -> value.")
+    applicant: dict[str, Any] = Field(
+        ...,
+        description="The application: feature -> value.",
+        json_schema_extra=checked("matches the model's feature schema"),
+    )
     application_id: str | None = Field(
         None,
         min_length=1,
@@ -39,9 +44,13 @@ class AdverseActionRequest(_Request):
 
 
 class AdverseActionBatchRequest(_Request):
-    applicants: list[dict[str, Any]] = Field(..., min_length=1)
+    applicants: list[dict[str, Any]] = Field(
+        ..., min_length=1, json_schema_extra=checked("each matches the model's feature schema")
+    )
     application_ids: list[str] | None = Field(
-        None, description="The lender's reference per applicant (same length as applicants)."
+        None,
+        description="The lender's reference per applicant (same length as applicants).",
+        json_schema_extra=checked("as many as applicants"),
     )
     options: AdverseActionOptions = Field(default_factory=AdverseActionOptions)
     wait: float | None = Field(

@@ -16,6 +16,7 @@ from service.gateway.dataplane import DataPlane
 from service.gateway.decisions import Decisions
 from service.gateway.documents import assemble
 from service.gateway.errors import install_error_handlers
+from service.gateway.gate import AuthGate
 from service.gateway.handles import Handles, server_secret
 from service.gateway.limits import BodySizeLimit
 from service.gateway.metrics import Metrics, MetricsMiddleware, ServiceCollector
@@ -120,9 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     for router in (global_.router, plots.router, page.router):
         app.include_router(router)
+    # outermost last: metrics see every answer; the key is checked before any body is read
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
     )
+    app.add_middleware(AuthGate, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

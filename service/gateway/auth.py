@@ -3,6 +3,11 @@
 :func:`authenticate` resolves an ``Authorization`` header to a :class:`Caller`; it is all a
 route dependency or an ASGI middleware needs. What it resolved is kept in the request's
 state (``scope["state"]["caller"]``), so a middleware that ran first is not repeated.
+
+Each protected route declares its scope with a ``require(scope)`` dependency, which puts
+the bearer scheme in the OpenAPI document. :class:`service.gateway.gate.AuthGate` reads
+those declarations and refuses a request before anything reads its body; the dependency
+checks again, so a route stays protected wherever the app is mounted.
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ def caller_of(request: Request) -> Caller:
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
-    """Dependency: the caller's key must grant ``scope``."""
+    """Dependency: the caller's key must grant ``scope``; its ``required_scope`` attribute
+    tells :class:`~service.gateway.gate.AuthGate` the same before the body is read."""
 
     async def check(
         request: Request,
@@ -82,6 +88,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
         del credentials  # declared for the OpenAPI security scheme; parsed by caller_of
         return authorize(caller_of(request), scope)
 
+    check.required_scope = scope  # type: ignore[attr-defined]
     return check
 
 

@@ -21,13 +21,16 @@ from service.errors import (
     PayloadTooLargeError,
     ServiceError,
     UnavailableError,
+    WorkerLostError,
     error_from_payload,
 )
 from service.explainers.anchor_bins import check_cut_points
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.global_.check import check_request
+from service.explainers.option_checks import request_issues
 from service.gateway import schemas
 from service.gateway.documents import dump, with_job_id
+from service.gateway.errors import public
 from service.gateway.handles import Handles, server_secret
 from service.gateway.tenancy import Caller
 from service.jobs.backend import JobBackend, JobView
@@ -44,6 +47,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 INLINE_VALIDATION_ROWS = 100
+VALIDATION_SHARE = 0.8  # of the task time limit, for the isolated registration check
 INTERACTIVE, BATCH = "interactive", "batch"
 
 
@@ -75,6 +79,7 @@ class DataPlane:
         self.ready = False
         self.cache_hits = 0
         self.cache_misses = 0
+        self._roots = (str(settings.models_dir),)  # server folders kept out of messages
 
     # --- lifecycle
     async def warm_up(self) -> None:
@@ -169,6 +174,11 @@ class DataPlane:
         methods, options = explain_work(body)
         if "anchor" in methods and body.options.anchor is not None:
             check_cut_points(version.manifest, body.options.anchor.cut_points)
+        parsed = {m: getattr(body.options, m, None) or _default_options(m) for m in methods}
+        described = self.descriptions.get(version.version_id) or {}
+        issues = request_issues(version.manifest, methods, parsed, described.get("shap_algorithm"))
+        if issues:
+            raise InvalidRequestError(issues)
         key = content_key(
             version.content_hash,
             TaskKind.explain,
@@ -235,19 +245,25 @@ class DataPlane:
         )
 
     async def checked_instances(
-        self, name: str, version_id: str | None, instances: list[dict[str, Any]]
+        self,
+        name: str,
+        version_id: str | None,
+        instances: list[dict[str, Any]],
+        loc: tuple[str, ...] = ("body", "instances"),
     ) -> tuple[ModelVersion, list[dict[str, Any]]]:
-        """The version and the instances validated against its feature schema (413 past
-        the instance limit)."""
+        """The version and the instances validated against its feature schema, issues
+        located under ``loc`` (413 past the instance limit)."""
         version = self.store.get(name, version_id)
         if len(instances) > self.settings.max_instances:
             raise PayloadTooLargeError(
                 f"{len(instances)} instances exceed the limit of {self.settings.max_instances}"
             )
         if len(instances) <= INLINE_VALIDATION_ROWS:
-            return version, validate_instances(version.manifest, instances)
+            return version, validate_instances(version.manifest, instances, loc)
         # Large batches are validated off the event loop.
-        return version, await asyncio.to_thread(validate_instances, version.manifest, instances)
+        return version, await asyncio.to_thread(
+            validate_instances, version.manifest, instances, loc
+        )
 
     async def run_job(
         self,
@@ -370,7 +386,7 @@ class DataPlane:
             created_at=view.created_at,
             started_at=view.started_at,
             finished_at=view.finished_at,
-            error=schemas.JobError(**view.error) if view.error else None,
+            error=schemas.JobError(**public(view.error, self._roots)) if view.error else None,
         ).model_dump(mode="json", exclude_none=True)
         result = await self.jobs.result(job_id) if view.state is JobState.succeeded else None
         if result is not None:
@@ -405,7 +421,7 @@ class DataPlane:
     async def register(
         self, manifest_bytes: bytes, uploads: dict[str, bytes]
     ) -> schemas.RegisteredModel:
-        manifest = parse_manifest(manifest_bytes)
+        manifest = await asyncio.to_thread(parse_manifest, manifest_bytes)
         try:
             check_upload_format(manifest)
         except UnsafeArtifactError as exc:
@@ -428,12 +444,20 @@ class DataPlane:
         staging = self.settings.models_dir / ".incoming" / uuid.uuid4().hex
         try:
             await asyncio.to_thread(_write_files, staging, manifest_bytes, files)
+            spec: TaskSpec = {
+                "kind": TaskKind.validate,
+                "folder": str(staging),
+                "source": "http",
+                "timeout": VALIDATION_SHARE * self.settings.job_time_limit,
+            }
             try:
-                outcome = await self.jobs.call(
-                    {"kind": TaskKind.validate, "folder": str(staging), "source": "http"}
-                )
+                outcome = await self.jobs.call(spec)
             except InvalidRequestError:
                 raise
+            except WorkerLostError as exc:  # the check's own process is the one meant to die
+                raise InvalidRequestError(
+                    [Issue(("body", "artifact"), f"the artifact crashed its validation ({exc})")]
+                ) from exc
             except Exception as exc:
                 if getattr(exc, "status_code", 500) == 422:
                     raise InvalidRequestError([Issue(("body", "artifact"), str(exc))]) from exc

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from service.adverse.options import NEEDS_CLASSIFIER, AdverseActionOptions
+from service.adverse.options import NEEDS_CLASSIFIER, AdverseActionOptions, request_issues
 from service.errors import ConflictError, InvalidRequestError, Issue, invalid
 from service.gateway import adverse_schemas as aa
 from service.gateway.dataplane import BATCH, INLINE_VALIDATION_ROWS, Outcome, job_header
@@ -72,7 +72,9 @@ class Decisions:
     ) -> Outcome:
         """Many applicants as one job on the batch queue; result rows as for one applicant."""
         require_classifier(self.plane.store.get(name, version_id).manifest)
-        version, instances = await self.plane.checked_instances(name, version_id, applicants)
+        version, instances = await self.plane.checked_instances(
+            name, version_id, applicants, ("body", "applicants")
+        )
         if application_ids is not None and len(application_ids) != len(instances):
             raise InvalidRequestError(
                 [
@@ -95,6 +97,9 @@ class Decisions:
         queue: str | None,
         caller: Caller,
     ) -> Outcome:
+        issues = request_issues(version.manifest, options)
+        if issues:
+            raise InvalidRequestError(issues)
         raw = {"adverse_action": options.model_dump(mode="json")}
         work = content_key(
             version.content_hash, KIND, [], {**raw, "application_ids": application_ids}, instances
@@ -238,8 +243,8 @@ def _validated(manifest: Any, applicant: dict[str, Any], loc: tuple[str, ...]) -
 def applicants_from_csv(
     manifest: Any, data: bytes
 ) -> tuple[list[dict[str, Any]], list[str | None] | None]:
-    """Applicants (typed by the feature schema) and optional ``application_id`` column of an
-    uploaded CSV; problems are 422s naming the line and column."""
+    """Applicants (checked against the feature schema) and optional ``application_id``
+    column of an uploaded CSV; problems are 422s naming the line and column."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -274,6 +279,9 @@ def applicants_from_csv(
                     )
             else:
                 row[feature.name] = value
+        if len(row) == len(manifest.features):
+            row, problems = validate_instance(manifest, row, ("body", "file", line))
+            issues += problems
         applicants.append(row)
         ids.append(raw.get(APPLICATION_ID) or None)
         if len(issues) >= MAX_CSV_ISSUES:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.explainers.base import checked
 from service.explainers.global_.options import GlobalMethod, GlobalOptions
 
 
@@ -29,7 +30,12 @@ class GlobalRequest(BaseModel):
     )
 
     methods: list[GlobalMethod] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["permutation_importance", "shap_importance"], min_length=1
+        default_factory=lambda: ["permutation_importance", "shap_importance"],
+        min_length=1,
+        json_schema_extra=checked(
+            "permutation_importance needs labelled rows: the version's evaluation set, or "
+            "rows with labels"
+        ),
     )
     options: GlobalOptions = Field(default_factory=GlobalOptions)
     rows: list[dict[str, Any]] | None = Field(
@@ -37,9 +43,15 @@ class GlobalRequest(BaseModel):
         min_length=1,
         description="Rows to explain over (raw feature -> value); default: the version's "
         "evaluation set (permutation importance) or reference data (the others).",
+        json_schema_extra=checked("each row matches the model's feature schema"),
     )
     labels: list[str | float] | None = Field(
-        None, description="Class (or value) of each row; permutation importance needs them."
+        None,
+        description="Class (or value) of each row; permutation importance needs them.",
+        json_schema_extra=checked(
+            "one per row of rows; classes of the model (both of them for permutation "
+            "importance) or numbers for regression"
+        ),
     )
     wait: float | None = Field(
         None, ge=0, description="Seconds to wait for the result before answering 202."

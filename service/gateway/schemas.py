@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.explainers.anchor import AnchorOptions
+from service.explainers.base import checked
 from service.explainers.counterfactual import CounterfactualOptions
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.lime import LimeOptions
@@ -16,6 +17,10 @@ from service.gateway.global_schemas import GlobalRequest, GlobalResponse  # noqa
 from service.registry.report import RegistrationReport
 
 MethodName = Literal[tuple(method_names())]  # type: ignore[valid-type]
+INSTANCES_RULE = (
+    "each instance matches the model's feature schema (GET /v1/models/{name}): every "
+    "feature, of its type, within its range or categories"
+)
 
 APPLICANT_EXAMPLE: dict[str, Any] = {
     "status_of_existing_checking_account": "... < 0 DM",
@@ -47,7 +52,10 @@ class _Request(BaseModel):
 
 class PredictRequest(_Request):
     instances: list[dict[str, Any]] = Field(
-        ..., min_length=1, description="Applicants: raw feature name -> value."
+        ...,
+        min_length=1,
+        description="Applicants: raw feature name -> value.",
+        json_schema_extra=checked(INSTANCES_RULE),
     )
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"instances": [APPLICANT_EXAMPLE]}]})
@@ -73,8 +81,17 @@ class ExplainOptions(_Request):
 
 
 class ExplainRequest(_Request):
-    instances: list[dict[str, Any]] = Field(..., min_length=1)
-    methods: list[MethodName] = Field(default_factory=lambda: ["shap"], min_length=1)  # type: ignore[valid-type]
+    instances: list[dict[str, Any]] = Field(
+        ..., min_length=1, json_schema_extra=checked(INSTANCES_RULE)
+    )
+    methods: list[MethodName] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["shap"],
+        min_length=1,
+        json_schema_extra=checked(
+            "methods the model supports (GET /v1/models/{name}: methods): anchor and "
+            "counterfactual explain classifiers"
+        ),
+    )
     options: ExplainOptions = Field(default_factory=ExplainOptions)
     wait: float | None = Field(
         None, ge=0, description="Seconds to wait for the result before answering 202."

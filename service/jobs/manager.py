@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pebble import ProcessExpired
 
-from service.errors import ServiceError, UnavailableError, error_from_payload
+from service.errors import ServiceError, UnavailableError, WorkerLostError, error_from_payload
 from service.jobs.backend import Assembler, JobView
 from service.jobs.cache import MemoryCache
 from service.jobs.spec import TaskResult, TaskSpec
@@ -134,6 +134,8 @@ class EmbeddedJobs:
             )
         except FutureTimeoutError as exc:
             raise ServiceError("worker task exceeded its time limit") from exc
+        except ProcessExpired as exc:
+            raise WorkerLostError(f"worker process died: {exc}") from exc
         if "error" in outcome:
             raise error_from_payload(outcome["error"])
         return outcome

@@ -37,6 +37,7 @@ class TaskSpec(TypedDict, total=False):
     receipt_retention: float | None  # seconds a receipt is kept (None: forever)
     folder: str  # validate: staging folder of a candidate version
     source: str
+    timeout: float  # validate: seconds the isolated check may take
 
 
 class TaskResult(TypedDict, total=False):

@@ -13,6 +13,7 @@ from service.registry.predictors import (
     SklearnPredictor,
     XGBoostPredictor,
 )
+from service.registry.tree_checks import check_trees
 
 # Types beyond skops' own defaults that scikit-learn models need and that hold only data.
 TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset(
@@ -86,4 +87,6 @@ def _load_skops(path: Path, trusted: set[str]) -> object:
     refused = sorted(set(untrusted) - trusted)
     if refused:
         raise UnsafeArtifactError(f"skops artifact holds untrusted types: {refused}")
-    return skops.io.load(path, trusted=sorted(set(untrusted)))
+    model = skops.io.load(path, trusted=sorted(set(untrusted)))
+    check_trees(model)  # before any compiled predictor walks arrays that came from the file
+    return model

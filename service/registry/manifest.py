@@ -6,7 +6,6 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,6 +18,7 @@ from pydantic import (
 
 from service.errors import InvalidRequestError, Issue
 from service.registry.catalogue import category_reason_problem, code_conflicts, cut_points_problem
+from service.registry.manifest_text import load_document
 from service.registry.notice import template_problem
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -357,11 +357,9 @@ class Manifest(_Strict):
 
 
 def parse_manifest(text: str | bytes, loc: tuple[str | int, ...] = ("manifest",)) -> Manifest:
-    """Parse YAML/JSON manifest text; errors name the offending field."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidRequestError([Issue(loc, f"not valid YAML/JSON: {exc}")]) from exc
+    """Parse YAML/JSON manifest text (bounded: see :mod:`.manifest_text`); errors name the
+    offending field."""
+    raw = load_document(text, loc)
     if not isinstance(raw, dict):
         raise InvalidRequestError([Issue(loc, "must be a mapping of manifest fields")])
     try:

@@ -14,6 +14,7 @@ import numpy as np
 from service.errors import InvalidRequestError, Issue
 from service.registry.artifacts import UnsafeArtifactError, load_predictor
 from service.registry.datafiles import CheckedData, DataFileError, check_data_file
+from service.registry.load_errors import detail, load_failure
 from service.registry.manifest import DataFile, Manifest, Task, parse_manifest
 from service.registry.predictors import Predictor
 from service.registry.report import (
@@ -86,6 +87,13 @@ def validate_candidate(
     return ValidatedCandidate(manifest, predictor, data, report)
 
 
+def validated_report(
+    folder: Path, source: str, extra_trusted: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The registry's part of the registration report, as JSON (raises when refused)."""
+    return validate_candidate(folder, source, extra_trusted).report.model_dump(mode="json")
+
+
 def _data_files(folder: Path, manifest: Manifest) -> dict[str, CheckedData]:
     """Every data file checked; the problems of all of them refused together."""
     files: dict[DataRole, DataFile | None] = {
@@ -137,21 +145,22 @@ def placeholder_issues(manifest: Manifest) -> list[Issue]:
 
 
 def _load(manifest: Manifest, folder: Path, source: str, extra_trusted: Iterable[str]) -> Predictor:
+    artifact = folder / manifest.artifact.path
     try:
-        return load_predictor(manifest, folder / manifest.artifact.path, source, extra_trusted)
+        return load_predictor(manifest, artifact, source, extra_trusted)
     except UnsafeArtifactError:
         raise
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
-        raise CandidateError(
-            f"artifact could not be loaded as {manifest.artifact.format}: {exc}"
-        ) from exc
+        raise CandidateError(load_failure(manifest.artifact.format, artifact, exc)) from exc
 
 
 def _scores(predictor: Predictor, checked: CheckedData) -> np.ndarray:
     try:
         scores = predictor.probability(checked.rows)
     except Exception as exc:  # noqa: BLE001
-        raise CandidateError(f"model failed to predict on {checked.role} data: {exc}") from exc
+        raise CandidateError(
+            f"model failed to predict on {checked.role} data: {detail(exc)}"
+        ) from exc
     if scores.shape != (len(checked.rows),) or not np.all(np.isfinite(scores)):
         raise CandidateError(f"model gave malformed predictions on {checked.role} data")
     return scores

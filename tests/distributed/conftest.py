@@ -117,9 +117,7 @@ class WorkerProcess:
 
 
 class Cluster:
-    def __init__(
-        self, folder: Path, models_dir: Path, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, folder: Path, models_dir: Path, env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.redis = RedisProcess(folder).start()
         self.env = {

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import pytest
 
 from tests.distributed.conftest import Cluster
@@ -367,6 +368,32 @@ def test_a_version_registered_from_the_cli_is_served_without_restart(
         )
         assert explained.status_code == 200, explained.text
         assert explained.json()["version"] == version
+
+
+def test_an_artifact_that_crashes_its_loader_is_refused_and_no_worker_dies(
+    cluster: Cluster, http: httpx.Client, applicant: dict[str, Any], tmp_path: Path
+) -> None:
+    """The check runs in a child of the Celery child, so the crash is a 422 at once, not a
+    lost worker whose task comes back to kill the next one."""
+    from tests.registry.malformed import aborting_lightgbm_candidate
+    from tests.registry.test_http import uploads
+
+    def pool() -> dict[int, list[int]]:
+        return {
+            w.process.pid: sorted(c.pid for c in psutil.Process(w.process.pid).children())
+            for w in cluster.workers
+            if w.process.poll() is None
+        }
+
+    children = pool()
+    refused = http.post("/v1/models", files=uploads(aborting_lightgbm_candidate(tmp_path)))
+    assert refused.status_code == 422, refused.text
+    assert "SIGABRT" in refused.json()["detail"][0]["msg"]
+    served = http.post(
+        "/v1/models/german-credit/predict", json={"instances": [applicant]}, timeout=60
+    )
+    assert served.status_code == 200, served.text
+    assert pool() == children
 
 
 def test_receipts_live_in_redis_without_ttl_and_survive_its_restart(

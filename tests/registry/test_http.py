@@ -20,6 +20,11 @@ from service.registry.manifest import parse_manifest
 from service.registry.store import ModelStore
 from tests.conftest import ServerProcess
 
+from .malformed import (
+    aborting_lightgbm_candidate,
+    corrupted_tree_candidate,
+    skops_declared_as_xgboost,
+)
 from .test_loading import log_income, pipeline, qualified, sklearn_candidate
 from .toy import (
     REFERENCE_ROWS,
@@ -35,6 +40,7 @@ from .toy import (
 )
 
 ROWS = [120, 180, 240]
+ROW = {"income": 80, "debt_ratio": 1.2, "housing": "own"}
 
 
 @pytest.fixture(scope="module")
@@ -360,6 +366,100 @@ def test_a_huge_integer_is_a_422(http: httpx.Client, registered: httpx.Response)
     )
     issues = detail(response)
     assert issues[0]["loc"] == ["body", "instances", 0, "income"]
+
+
+def _no_server_paths(text: str, server: ServerProcess) -> None:
+    models = str(Path(server.env["XAI_MODELS_DIR"]).resolve())
+    for leak in (models, ".incoming", "/tmp/", str(ROOT), "site-packages", "Stack trace"):
+        assert leak not in text, f"{leak!r} leaked into {text!r}"
+
+
+def test_an_artifact_that_crashes_its_loader_is_refused_and_the_service_keeps_serving(
+    http: httpx.Client, server: ServerProcess, registered: httpx.Response, tmp_path: Path
+) -> None:
+    aborting = aborting_lightgbm_candidate(tmp_path, "toy-http-abort")
+    response = http.post("/v1/models", files=uploads(aborting))
+    [issue] = detail(response)
+    assert issue["loc"] == ["body", "artifact"]
+    assert "crashed the process" in issue["msg"] and "SIGABRT" in issue["msg"]
+    _no_server_paths(response.text, server)
+    served = http.post("/v1/models/toy-http/predict", json={"instances": [ROW]})
+    assert served.status_code == 200, served.text
+    assert "toy-http-abort" not in {m["name"] for m in http.get("/v1/models").json()["models"]}
+
+
+def test_a_skops_tree_pointing_outside_itself_is_refused(
+    http: httpx.Client, server: ServerProcess, tmp_path: Path
+) -> None:
+    response = http.post("/v1/models", files=uploads(corrupted_tree_candidate(tmp_path)))
+    [issue] = detail(response)
+    assert issue["loc"] == ["body", "artifact"]
+    assert "node 0 points to children outside the tree" in issue["msg"]
+    _no_server_paths(response.text, server)
+
+
+def test_a_file_in_another_format_is_named_without_server_paths(
+    http: httpx.Client, server: ServerProcess, tmp_path: Path
+) -> None:
+    response = http.post("/v1/models", files=uploads(skops_declared_as_xgboost(tmp_path)))
+    [issue] = detail(response)
+    assert issue["msg"] == (
+        "artifact could not be loaded as xgboost-json: not an XGBoost JSON model "
+        "(the file looks like a skops/zip archive)"
+    )
+    _no_server_paths(response.text, server)
+
+
+def test_deep_and_huge_manifests_are_422(http: httpx.Client, xgb: Candidate) -> None:
+    deep = b"name: " + b"[" * 900 + b"]" * 900
+    [issue] = detail(http.post("/v1/models", files=uploads(xgb, manifest=deep)))
+    assert issue["loc"] == ["manifest"] and "nested deeper than" in issue["msg"]
+    huge = xgb.manifest_path.read_bytes() + b"#" * (2 << 20)
+    [issue] = detail(http.post("/v1/models", files=uploads(xgb, manifest=huge)))
+    assert issue["loc"] == ["body", "manifest"] and "at most 1048576" in issue["msg"]
+    escaped = xgb.manifest_path.read_bytes().replace(b"toy-http", b'"toy-\\udc80"')
+    [issue] = detail(http.post("/v1/models", files=uploads(xgb, manifest=escaped)))
+    assert issue["loc"][0] == "manifest"
+
+
+@pytest.fixture(scope="module")
+def regression(http: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> str:
+    candidate = xgboost_candidate(
+        tmp_path_factory.mktemp("regression"), "toy-http-reg", regression=True
+    )
+    response = http.post("/v1/models", files=uploads(candidate))
+    assert response.status_code == 201, response.text
+    return candidate.name
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("explain", {"methods": ["lime"], "options": {"lime": {"output": "probability"}}},
+         ["body", "options", "lime", "output"]),
+        ("explain", {"methods": ["shap"], "options": {"shap": {"output": "log_odds"}}},
+         ["body", "options", "shap", "output"]),
+        ("explain", {"methods": ["anchor"]}, ["body", "methods"]),
+        ("explain", {"methods": ["counterfactual"]}, ["body", "methods"]),
+        ("adverse-action", {}, ["path", "name"]),
+        ("global", {"methods": ["pdp"], "options": {"pdp": {"output": "log_odds"}}},
+         ["body", "options", "pdp", "output"]),
+        ("global", {"methods": ["shap_importance"],
+                    "options": {"shap_importance": {"output": "probability"}}},
+         ["body", "options", "shap_importance", "output"]),
+    ],
+)  # fmt: skip
+def test_options_a_regression_cannot_serve_are_refused_before_a_job(
+    http: httpx.Client, regression: str, path: str, body: dict[str, Any], loc: list[Any]
+) -> None:
+    """With wait 0 a job that were queued would answer 202 and fail later."""
+    if path == "explain":
+        body = {**body, "instances": [ROW]}
+    elif path == "adverse-action":
+        body = {"applicant": ROW}
+    response = http.post(f"/v1/models/{regression}/{path}", json={**body, "wait": 0})
+    [issue] = detail(response)
+    assert issue["loc"] == loc, issue
 
 
 def test_a_version_query_cannot_swap_in_another_model(

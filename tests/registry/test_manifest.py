@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from service.errors import InvalidRequestError, Issue
+from service.registry import manifest_text
 from service.registry.manifest import (
     ArtifactFormat,
     FeatureType,
@@ -19,6 +20,7 @@ from service.registry.manifest import (
     Task,
     parse_manifest,
 )
+from service.registry.manifest_text import MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_NODES
 
 from .toy import DEMO_MANIFEST
 
@@ -411,3 +413,58 @@ def test_a_manifest_object_round_trips(base: dict[str, Any]) -> None:
     manifest = parse_manifest(yaml.safe_dump(base))
     again = Manifest.model_validate(manifest.model_dump(mode="json"))
     assert again == manifest
+
+
+# --- bounds: an uploaded manifest is measured before it is built into objects
+def _only_issue(text: str | bytes) -> Issue:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_manifest(text)
+    (issue,) = caught.value.issues
+    return issue
+
+
+@pytest.mark.parametrize("opener", ["[", "{a: "])
+def test_a_deeply_nested_manifest_is_refused_without_recursion(opener: str) -> None:
+    closer = "]" if opener == "[" else "}"
+    issue = _only_issue("name: " + opener * 900 + "1" + closer * 900)
+    assert (issue.loc, issue.msg) == (("manifest",), f"is nested deeper than {MAX_DEPTH} levels")
+
+
+def test_an_alias_bomb_is_refused_by_its_expanded_size() -> None:
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for previous, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]")
+    issue = _only_issue("\n".join(lines))  # 10**8 values in a few hundred bytes
+    assert issue.msg == f"has more than {MAX_NODES} values once its aliases are expanded"
+
+
+def test_a_manifest_over_the_size_limit_is_refused_unread() -> None:
+    issue = _only_issue(b"name: x\n" + b"#" * MAX_MANIFEST_BYTES)
+    assert issue.type == "too_long" and f"at most {MAX_MANIFEST_BYTES}" in issue.msg
+
+
+def test_the_demo_manifests_are_far_within_the_bounds(base: dict[str, Any]) -> None:
+    text = DEMO_MANIFEST.read_bytes()
+    assert len(text) < MAX_MANIFEST_BYTES / 20
+    assert parse_manifest(text).name == base["name"]
+
+
+@pytest.mark.parametrize("loader", ["libyaml", "python"])
+def test_an_escaped_lone_surrogate_is_refused(
+    base: dict[str, Any], loader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if loader == "python":  # the pure-Python parser decodes the escape; libyaml refuses it
+        monkeypatch.setattr(manifest_text, "Loader", yaml.SafeLoader)
+    manifest = copy.deepcopy(base)
+    manifest["description"] = "@@"
+    text = yaml.safe_dump(manifest).replace("description: '@@'", 'description: "\\udc80"')
+    issue = _only_issue(text)
+    assert issue.loc[0] == "manifest"
+    if loader == "python":
+        assert issue.loc == ("manifest", "description")
+        assert issue.msg == "is not valid Unicode (a lone surrogate)"
+
+
+@pytest.mark.parametrize("text", [b"name: \xed\xb2\x80", b"name: \xff", b"name: a\x00b"])
+def test_bytes_that_are_not_utf8_text_are_refused(text: bytes) -> None:
+    assert _only_issue(text).msg.startswith("not valid YAML/JSON:")

@@ -37,6 +37,11 @@ def check_request(
             kind = "classifiers" if metric in CLASSIFIER_METRICS else "regression"
             loc = ("body", "options", "permutation_importance", "metric")
             issues.append(Issue(loc, f"'{metric}' applies to {kind} only"))
+    for method in ("shap_importance", "pdp", "ice", "ale"):
+        space = getattr(options, method).output
+        if method in methods and not classifier and space not in ("auto", "raw"):
+            loc = ("body", "options", method, "output")
+            issues.append(Issue(loc, f"'{space}' applies to classifiers; use 'raw' or 'auto'"))
     issues += _label_issues(manifest, methods, rows, labels, classifier)
     if issues:
         raise InvalidRequestError(issues)
@@ -54,12 +59,13 @@ def _label_issues(
             return []
         if rows is not None:
             return [Issue(("body", "labels"), "permutation importance needs labels for the rows")]
-        if manifest.evaluation_data is None:
+        if manifest.evaluation_data is None or manifest.target is None:
+            missing = "evaluation set" if manifest.evaluation_data is None else "target column"
             return [
                 Issue(
                     ("body", "methods"),
-                    "permutation importance needs labelled rows: this version has no "
-                    "evaluation set; send rows with labels",
+                    f"permutation importance needs labelled rows: this version has no "
+                    f"{missing}; send rows with labels",
                 )
             ]
         return []

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from service.explainers.base import MethodOptions
+from service.explainers.base import MethodOptions, checked
 
 OutputSpace = Literal["log_odds", "probability", "raw"]
 Algorithm = Literal["tree", "linear", "exact", "sampling"]
@@ -19,9 +19,15 @@ class ShapOptions(MethodOptions):
         "auto",
         description="auto: tree for tree models, linear for linear ones, else sampling; "
         "exact: enumerate all coalitions (at most 12 features).",
+        json_schema_extra=checked(
+            "tree and linear need a model of that structure, and must prove exact on its "
+            "reference rows in the requested output space; exact needs at most 12 features"
+        ),
     )
     output: Literal["auto", "log_odds", "probability", "raw"] = Field(
-        "auto", description="auto: log_odds for classifiers, raw for regression."
+        "auto",
+        description="auto: log_odds for classifiers, raw for regression.",
+        json_schema_extra=checked("log_odds and probability apply to classifiers only"),
     )
     permutations: int = Field(
         32,

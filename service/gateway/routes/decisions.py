@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated, Any
 
 import orjson
@@ -10,8 +12,10 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from service.errors import InvalidRequestError, Issue
+from service.explainers.base import CONSTRAINTS
 from service.gateway import adverse_schemas as aa
 from service.gateway.auth import CurrentCaller
+from service.gateway.body import JsonRoute, parse
 from service.gateway.decisions import Decisions, applicants_from_csv, require_classifier
 from service.gateway.deps import (
     AdminScope,
@@ -37,7 +41,7 @@ Decide = Annotated[Decisions, Depends(get_decisions)]
 ReceiptBook = Annotated[Receipts, Depends(get_receipts)]
 ReceiptId = Path(max_length=100)
 
-router = APIRouter(tags=["adverse action"])
+router = APIRouter(route_class=JsonRoute, tags=["adverse action"])
 
 # The batch body is read by hand (JSON or multipart); its JSON schema still belongs in the
 # contract's components.
@@ -62,10 +66,13 @@ BATCH_BODY: dict[str, Any] = {
                         "type": "string",
                         "format": "binary",
                         "description": "CSV: one column per feature, optional application_id",
+                        CONSTRAINTS: "UTF-8 CSV with a header row: a column per feature of "
+                        "the model, each value matching its feature schema",
                     },
                     "options": {
                         "type": "string",
                         "description": "AdverseActionOptions as a JSON string",
+                        CONSTRAINTS: "a JSON object valid as AdverseActionOptions",
                     },
                 },
             },
@@ -136,11 +143,17 @@ async def adverse_action_batch(
             raise InvalidRequestError(
                 [Issue(("body", "file"), "a CSV file is required", "missing")]
             )
-        applicants, ids = applicants_from_csv(manifest, await upload.read())
+        data = await upload.read()
+        applicants, ids = await asyncio.to_thread(applicants_from_csv, manifest, data)
         raw_options = form.get("options") or "{}"
-        body = _parse({"applicants": applicants, "options": _json(raw_options, "options")})
+        if not isinstance(raw_options, str):
+            raise InvalidRequestError(
+                [Issue(("body", "options"), "must be a form field holding JSON, not a file")]
+            )
+        options = await _json(raw_options, "options")
+        body = _parse({"applicants": applicants, "options": options})
     else:
-        body = _parse(_json(await request.body(), None))
+        body = _parse(await _json(await request.body(), None))
         ids = body.application_ids  # type: ignore[assignment]
     outcome = await decisions.decide_batch(
         name, version, body.applicants, ids, body.options, body.wait, caller
@@ -207,11 +220,11 @@ async def delete_model_version(
     return Response(status_code=204)
 
 
-def _json(raw: bytes | str, field: str | None) -> Any:
+async def _json(raw: bytes | str, field: str | None) -> Any:
     loc = ("body", field) if field else ("body",)
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return await parse(raw)
+    except json.JSONDecodeError as exc:
         raise InvalidRequestError([Issue(loc, f"not valid JSON: {exc}", "json_invalid")]) from exc
 
 

@@ -6,10 +6,13 @@ from fastapi import APIRouter, Response
 
 from service.gateway import schemas
 from service.gateway.auth import CurrentCaller
+from service.gateway.body import JsonRoute
 from service.gateway.deps import ExplainScope, Plane, VersionQuery, error_responses, respond
 from service.gateway.routes.inference import ACCEPTED, CACHE_HEADER
 
-router = APIRouter(prefix="/v1/models", tags=["global"], dependencies=[ExplainScope])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/models", tags=["global"], dependencies=[ExplainScope]
+)
 
 
 @router.post(

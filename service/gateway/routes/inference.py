@@ -6,9 +6,12 @@ from fastapi import APIRouter, Response
 
 from service.gateway import schemas
 from service.gateway.auth import CurrentCaller
+from service.gateway.body import JsonRoute
 from service.gateway.deps import ExplainScope, Plane, VersionQuery, error_responses, respond
 
-router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=[ExplainScope])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/models", tags=["inference"], dependencies=[ExplainScope]
+)
 
 CACHE_HEADER = {
     "X-Cache": {

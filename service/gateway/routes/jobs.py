@@ -9,10 +9,13 @@ from fastapi.responses import StreamingResponse
 
 from service.gateway import schemas
 from service.gateway.auth import CurrentCaller
+from service.gateway.body import JsonRoute
 from service.gateway.deps import ExplainScope, Plane, error_responses
 from service.gateway.routes.decisions import Decide
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ExplainScope])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/jobs", tags=["jobs"], dependencies=[ExplainScope]
+)
 
 JobId = Path(max_length=200)
 

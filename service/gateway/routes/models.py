@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile, status
 
+from service.errors import invalid
 from service.gateway import schemas
+from service.gateway.body import JsonRoute
 from service.gateway.deps import (
     AdminScope,
     ExplainScope,
@@ -14,8 +16,9 @@ from service.gateway.deps import (
     VersionQuery,
     error_responses,
 )
+from service.registry.manifest_text import MAX_MANIFEST_BYTES
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(route_class=JsonRoute, prefix="/v1/models", tags=["models"])
 
 
 @router.get(
@@ -86,6 +89,12 @@ async def register_model(
     report. Refused with 422, each issue located: pickle/joblib, data files that do not fit
     the manifest (file, row, column), a classifier whose scores rank the labelled rows
     backwards (ROC AUC < 0.5: the class order is likely inverted), TODO placeholders."""
+    if manifest.size is not None and manifest.size > MAX_MANIFEST_BYTES:
+        raise invalid(
+            ("body", "manifest"),
+            f"is {manifest.size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES}",
+            "too_long",
+        )
     uploads = {"artifact": await artifact.read(), "reference": await reference.read()}
     if evaluation is not None:
         uploads["evaluation"] = await evaluation.read()

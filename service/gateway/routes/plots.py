@@ -9,12 +9,15 @@ import orjson
 from fastapi import APIRouter, Query, Response
 
 from service.gateway.auth import CurrentCaller
+from service.gateway.body import JsonRoute
 from service.gateway.dataplane import DataPlane
 from service.gateway.deps import ExplainScope, Plane, error_responses
 from service.gateway.tenancy import Caller
 from service.plots import MEDIA_TYPES, PlotFormat, render
 
-router = APIRouter(prefix="/v1/plots", tags=["plots"], dependencies=[ExplainScope])
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/plots", tags=["plots"], dependencies=[ExplainScope]
+)
 
 JobQuery = Annotated[str, Query(max_length=200, description="A finished job's id.")]
 FormatQuery = Annotated[PlotFormat, Query(description="svg (default) or png")]
