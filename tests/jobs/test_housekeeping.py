@@ -24,6 +24,7 @@ from service.gateway import schemas
 from service.gateway.app import job_backend
 from service.gateway.dataplane import DataPlane
 from service.gateway.documents import assemble
+from service.gateway.tenancy import OPEN_CALLER
 from service.jobs.backend import JobView
 from service.jobs.cache import MemoryCache
 from service.jobs.manager import EmbeddedJobs
@@ -46,15 +47,18 @@ def _distinct(applicants: list[dict[str, Any]], index: int) -> dict[str, Any]:
 
 async def _timed_predict(plane: DataPlane, instance: dict[str, Any]) -> float:
     started = time.perf_counter()
-    outcome = await plane.predict(MODEL, None, schemas.PredictRequest(instances=[instance]))
+    outcome = await plane.predict(
+        MODEL, None, schemas.PredictRequest(instances=[instance]), OPEN_CALLER
+    )
     elapsed = time.perf_counter() - started
     assert (outcome.status, outcome.cache) == (200, "miss")
     return elapsed
 
 
-async def _compare(models_dir: Path, applicants: list[dict[str, Any]]) -> None:
+async def _compare(models_dir: Path, keys_dir: Path, applicants: list[dict[str, Any]]) -> None:
     settings = Settings(
         models_dir=models_dir,
+        keys_dir=keys_dir,
         workers=1,  # misses run one at a time; pings need no parallelism
         job_max_finished=REMEMBERED * 2,  # so that all of them are really remembered
         job_max_result_bytes=1 << 30,
@@ -134,6 +138,6 @@ async def _compare(models_dir: Path, applicants: list[dict[str, Any]]) -> None:
 
 
 def test_remembered_jobs_do_not_slow_down_a_cache_miss(
-    models_dir: Path, applicants: list[dict[str, Any]]
+    models_dir: Path, applicants: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    asyncio.run(_compare(models_dir, applicants))
+    asyncio.run(_compare(models_dir, tmp_path / "keys", applicants))
