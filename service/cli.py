@@ -60,7 +60,11 @@ def worker(
     if not settings.redis_url:
         raise typer.BadParameter("set XAI_REDIS_URL to the Redis shared with the gateway")
     # Load models and default explainers once, before the pool forks: children start warm.
-    init_worker(str(settings.models_dir), list(settings.extra_trusted_types))
+    init_worker(
+        str(settings.models_dir),
+        list(settings.extra_trusted_types),
+        remote=settings.remote_policy,
+    )
     make_celery(settings).worker_main(
         [
             "worker",
@@ -244,7 +248,9 @@ def register(
     files: Annotated[
         list[Path],
         typer.Argument(
-            exists=True, dir_okay=False, help="artifact, reference and evaluation files"
+            exists=True,
+            dir_okay=False,
+            help="artifact, reference and evaluation files (a remote model: no artifact)",
         ),
     ],
     models_dir: Annotated[Path | None, typer.Option(help="Model repository")] = None,
@@ -254,6 +260,8 @@ def register(
 
     from service.errors import ServiceError
     from service.registry.artifacts import UnsafeArtifactError
+    from service.registry.manifest import parse_manifest
+    from service.registry.remote.registration import fingerprint_file
     from service.registry.store import MANIFEST_FILE, ModelStore
     from service.registry.validation import CandidateError, validate_candidate
 
@@ -267,6 +275,7 @@ def register(
             (folder / name).write_bytes(data)
         try:
             summary = validate_candidate(folder, "cli", settings.extra_trusted_types)
+            payload |= fingerprint_file(folder, parse_manifest(manifest_bytes))
             version, created = ModelStore(settings.models_dir).register(
                 manifest_bytes, payload, "cli"
             )

@@ -26,6 +26,8 @@ from service.receipts.record import build_receipt, receipt_id
 from service.receipts.store import open_receipts
 from service.registry.artifacts import UnsafeArtifactError
 from service.registry.loaded import LoadedModel
+from service.registry.remote import policy as remote_policy
+from service.registry.remote.predictor import RemotePredictor
 from service.registry.store import ModelStore
 from service.registry.validation import CandidateError, validate_candidate
 
@@ -42,11 +44,18 @@ _engines: OrderedDict[tuple[str, str, bytes], AdverseActionEngine] = OrderedDict
 _extra_trusted: tuple[str, ...] = ()
 
 
-def init_worker(models_dir: str, extra_trusted: list[str], threads: int = 1) -> None:
+def init_worker(
+    models_dir: str,
+    extra_trusted: list[str],
+    threads: int = 1,
+    remote: dict[str, float] | None = None,
+) -> None:
     """Process initializer: limit native threads, then load the latest model versions and
-    build their default explainers."""
+    build their default explainers. ``remote``: the remote-model policy
+    (:class:`service.registry.remote.policy.RemotePolicy` fields)."""
     global _extra_trusted
     _extra_trusted = tuple(extra_trusted)
+    remote_policy.configure(remote_policy.RemotePolicy(**(remote or {})))
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     from threadpoolctl import threadpool_limits
@@ -62,6 +71,16 @@ def init_worker(models_dir: str, extra_trusted: list[str], threads: int = 1) -> 
 
 def run_task(spec: TaskSpec) -> TaskResult:
     """Run one task; return ``results``/``description`` or an ``error`` payload."""
+    remote_policy.begin_task()
+    outcome = _run_task(spec)
+    try:
+        remote_policy.end_task()  # a remote model's failure that an explainer swallowed
+    except ServiceError as exc:
+        return {"error": exc.as_payload()}
+    return outcome
+
+
+def _run_task(spec: TaskSpec) -> TaskResult:
     try:
         kind = TaskKind(spec["kind"])
         if kind is TaskKind.ping:
@@ -127,12 +146,15 @@ def run_task(spec: TaskSpec) -> TaskResult:
 def describe(model: LoadedModel) -> dict[str, Any]:
     """What the gateway shows about a loaded version: methods and SHAP algorithm."""
     methods = sorted(m for m, cls in METHODS.items() if cls.supports(model))
+    description: dict[str, Any] = {"methods": methods, "reference_rows": len(model.reference)}
+    if isinstance(model.predictor, RemotePredictor):
+        # checked now: the detail of a remote version shows whether its endpoint still
+        # answers as registered (the SHAP engine, when it does, needs the endpoint)
+        description["remote"] = model.predictor.check_now()
+        if description["remote"]["state"] != "ok":
+            return {**description, "shap_algorithm": None}
     shap = _explainer(model, "shap", None)
-    return {
-        "methods": methods,
-        "shap_algorithm": getattr(shap, "algorithm", None),
-        "reference_rows": len(model.reference),
-    }
+    return {**description, "shap_algorithm": getattr(shap, "algorithm", None)}
 
 
 def _store(models_dir: str) -> ModelStore:

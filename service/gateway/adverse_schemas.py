@@ -194,6 +194,12 @@ class ReceiptVerification(BaseModel):
     match: bool = Field(
         ..., description="Decision, score, reasons, proxy warning and evidence are the same."
     )
+    model_changed: bool = Field(
+        False,
+        description="A remote model: the endpoint no longer answers as it did for this "
+        "decision (its fingerprint differs), so the decision could not be replayed.",
+    )
+    model_changed_detail: str | None = None
     differences: list[Difference] = Field(..., description="Where they differ.")
     recourse_match: bool = Field(..., description="The recourse options (and notice) too.")
     recourse_differences: list[Difference]

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from service.adverse.options import AdverseActionOptions
-from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError
+from service.errors import ConflictError, InvalidRequestError, Issue, NotFoundError, ServiceError
 from service.gateway import adverse_schemas as aa
 from service.gateway.dataplane import BATCH, Outcome, job_header
 from service.jobs.keys import content_key, derived_seed
 from service.jobs.spec import TaskKind
 from service.receipts.record import differences
 from service.receipts.store import ReceiptStore, open_receipts
+from service.registry.remote.errors import ModelChangedError
+from service.registry.remote.fingerprint import stored_digest
 from service.registry.schema import validate_instance
 
 if TYPE_CHECKING:
@@ -133,8 +135,53 @@ class Decisions:
         version = self.plane.store.get(receipt["model"], receipt["version"])
         if version.content_hash != receipt["content_hash"]:
             raise ConflictError(f"model version {receipt['version']} no longer has its content")
+        replayed_with = {
+            "model": version.name,
+            "version": version.version_id,
+            "content_hash": version.content_hash,
+            "seed": receipt["seed"],
+            "row_seed": receipt["row_seed"],
+        }
+        try:
+            outcome = await self._replay(version, receipt)
+        except ServiceError as exc:
+            if exc.code != ModelChangedError.code:
+                raise
+            # a remote model whose endpoint no longer answers as when the decision was made
+            return aa.ReceiptVerification(
+                receipt_id=receipt_id,
+                match=False,
+                model_changed=True,
+                model_changed_detail=exc.message,
+                differences=[],
+                recourse_match=False,
+                recourse_differences=[],
+                replayed_with={**replayed_with, "fingerprint": receipt.get("fingerprint")},
+            )
+        replayed = orjson.loads(orjson.dumps(outcome["results"][0]))
+        found = differences(receipt["response"], replayed)
+        decisive = [d for d in found if not d["path"].startswith(RECOURSE_PATHS)]
+        recourse = [d for d in found if d["path"].startswith(RECOURSE_PATHS)]
+        # the replay ran only after the endpoint matched the version's fingerprint
+        fingerprint = await asyncio.to_thread(stored_digest, version.path)
+        return aa.ReceiptVerification(
+            receipt_id=receipt_id,
+            match=not decisive,
+            model_changed=fingerprint != receipt.get("fingerprint"),
+            differences=[aa.Difference(**d) for d in decisive],
+            recourse_match=not recourse,
+            recourse_differences=[aa.Difference(**d) for d in recourse],
+            recourse_note=RECOURSE_NOTE if recourse else None,
+            replayed_with={
+                **replayed_with,
+                **({"fingerprint": fingerprint} if fingerprint is not None else {}),
+            },
+        )
+
+    async def _replay(self, version: Any, receipt: dict[str, Any]) -> dict[str, Any]:
+        """The receipt's decision recomputed by a worker (no cache, no receipt written)."""
         request = receipt["request"]
-        outcome = await self.plane.jobs.call(
+        return await self.plane.jobs.call(
             {
                 "kind": TaskKind.adverse_action,
                 "models_dir": str(self.plane.settings.models_dir),
@@ -147,25 +194,6 @@ class Decisions:
                 "job_id": receipt["job_id"],
                 "application_ids": [request.get("application_id")],
             }
-        )
-        replayed = orjson.loads(orjson.dumps(outcome["results"][0]))
-        found = differences(receipt["response"], replayed)
-        decisive = [d for d in found if not d["path"].startswith(RECOURSE_PATHS)]
-        recourse = [d for d in found if d["path"].startswith(RECOURSE_PATHS)]
-        return aa.ReceiptVerification(
-            receipt_id=receipt_id,
-            match=not decisive,
-            differences=[aa.Difference(**d) for d in decisive],
-            recourse_match=not recourse,
-            recourse_differences=[aa.Difference(**d) for d in recourse],
-            recourse_note=RECOURSE_NOTE if recourse else None,
-            replayed_with={
-                "model": version.name,
-                "version": version.version_id,
-                "content_hash": version.content_hash,
-                "seed": receipt["seed"],
-                "row_seed": receipt["row_seed"],
-            },
         )
 
     async def purge_expired(self) -> int:

@@ -299,6 +299,9 @@ JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class JobError(BaseModel):
     status_code: int
     message: str
+    code: str | None = Field(
+        None, description="model_changed, remote_unavailable, ... when the error has a name."
+    )
     issues: list[dict[str, Any]] | None = None
 
 
@@ -320,9 +323,9 @@ class JobStatus(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     error: JobError | None = None
-    result: (
-        PredictResponse | ExplainResponse | GlobalResponse | AdverseActionBatchResult | None
-    ) = None
+    result: PredictResponse | ExplainResponse | GlobalResponse | AdverseActionBatchResult | None = (
+        None
+    )
 
 
 class FeatureSchema(BaseModel):
@@ -357,6 +360,28 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
+class RemoteStatus(BaseModel):
+    """A remote model's endpoint and whether it still answers as when it was registered."""
+
+    protocol: Literal["open-inference-v2", "kserve-v1"]
+    url: str
+    model: str
+    model_version: str | None
+    output: Literal["probability", "margin"]
+    fingerprint: str | None = Field(
+        ..., description="sha256 of the endpoint's answers on the reference rows, rounded."
+    )
+    fingerprint_rows: int | None
+    state: Literal["ok", "changed", "unreachable", "unknown"] = Field(
+        ...,
+        description="ok: answers match the fingerprint; changed: the model behind the "
+        "endpoint changed since registration (jobs fail with 409); unreachable: no usable "
+        "answer (jobs fail with 503).",
+    )
+    detail: str | None = None
+    checked_at: str | None = None
+
+
 class ModelDetail(ModelSummary):
     version: str = Field(..., description="The version described below (latest unless pinned).")
     classes: list[str] | None
@@ -368,6 +393,9 @@ class ModelDetail(ModelSummary):
     shap_algorithm: str | None
     reference_rows: int
     metrics: dict[str, float]
+    remote: RemoteStatus | None = Field(
+        None, description="A remote model (artifact_format remote): its endpoint and state."
+    )
 
 
 class RegisteredModel(BaseModel):

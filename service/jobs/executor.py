@@ -27,7 +27,12 @@ class EmbeddedExecutor:
         self._pool = ProcessPool(
             max_workers=self.settings.workers,
             initializer=init_worker,
-            initargs=(str(self.settings.models_dir), list(self.settings.extra_trusted_types)),
+            initargs=(
+                str(self.settings.models_dir),
+                list(self.settings.extra_trusted_types),
+                1,
+                self.settings.remote_policy,
+            ),
             context=multiprocessing.get_context("spawn"),
         )
 

@@ -31,6 +31,7 @@ def build_receipt(
 ) -> dict[str, Any]:
     """Everything needed to replay one decision: model identity, request, seeds, response."""
     version = model.version
+    fingerprint = model.predictor.fingerprint()
     return {
         "receipt_id": document["receipt_id"],
         "issued_at": time.time(),
@@ -49,6 +50,8 @@ def build_receipt(
         },
         "baseline": document["baseline"],
         "response": document,
+        # a remote model: the fingerprint of the endpoint's answers it was decided with
+        **({"fingerprint": fingerprint} if fingerprint is not None else {}),
     }
 
 

@@ -38,8 +38,13 @@ class UnsafeArtifactError(ValueError):
 def load_predictor(
     manifest: Manifest, path: Path, source: str, extra_trusted: Iterable[str] = ()
 ) -> Predictor:
-    """Load the artifact at ``path`` the safe way its manifest's format allows."""
+    """Load the artifact at ``path`` the safe way its manifest's format allows (a remote
+    model's ``path`` is its fingerprint file: nothing is loaded, the endpoint is called)."""
     fmt = manifest.artifact.format
+    if fmt == ArtifactFormat.remote:
+        from service.registry.remote.load import open_remote
+
+        return open_remote(manifest, path)
     if fmt is ArtifactFormat.skops:
         return SklearnPredictor(
             manifest, _load_skops(path, TRUSTED_SKOPS_TYPES | set(extra_trusted))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -19,6 +21,7 @@ from pydantic import (
 
 from service.errors import InvalidRequestError, Issue
 from service.registry.notice import template_problem
+from service.registry.remote.spec import RemoteArtifact
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 FILE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -56,6 +59,7 @@ class ArtifactFormat(StrEnum):
     xgboost_ubj = "xgboost-ubj"
     lightgbm_text = "lightgbm-text"
     joblib = "joblib"
+    remote = "remote"  # a model server called over the network (service/registry/remote/)
 
 
 SAFE_FORMATS = frozenset(
@@ -64,6 +68,7 @@ SAFE_FORMATS = frozenset(
         ArtifactFormat.xgboost_json,
         ArtifactFormat.xgboost_ubj,
         ArtifactFormat.lightgbm_text,
+        ArtifactFormat.remote,  # nothing is loaded: the workers call the endpoint
     }
 )
 
@@ -150,6 +155,18 @@ class Artifact(_Strict):
     )
 
 
+def _artifact_kind(value: Any) -> str:
+    kind = value.get("format") if isinstance(value, dict) else getattr(value, "format", None)
+    return "remote" if kind == ArtifactFormat.remote.value else "local"
+
+
+# A local artifact file, or a remote model server (``format: remote``).
+AnyArtifact = Annotated[
+    Annotated[Artifact, Tag("local")] | Annotated[RemoteArtifact, Tag("remote")],
+    Discriminator(_artifact_kind),
+]
+
+
 class Manifest(_Strict):
     """A model version's manifest (``manifest.yaml``)."""
 
@@ -163,7 +180,7 @@ class Manifest(_Strict):
     )
     favourable_class: str | None = Field(None, validate_default=True)
     decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    artifact: Artifact
+    artifact: AnyArtifact
     reference_data: DataFile
     evaluation_data: DataFile | None = None
     features: Annotated[list[Feature], Field(min_length=1, max_length=500)]
@@ -231,6 +248,11 @@ class Manifest(_Strict):
         return self
 
     @property
+    def is_remote(self) -> bool:
+        """The model runs in a model server; ``artifact.path`` is its fingerprint file."""
+        return isinstance(self.artifact, RemoteArtifact)
+
+    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
@@ -261,5 +283,12 @@ def parse_manifest(text: str | bytes, loc: tuple[str | int, ...] = ("manifest",)
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         raise InvalidRequestError(
-            [Issue((*loc, *e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+            [Issue((*loc, *_untagged(e["loc"])), e["msg"], e["type"]) for e in exc.errors()]
         ) from exc
+
+
+def _untagged(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The field path without the artifact kind pydantic inserts (``artifact.remote.url``)."""
+    if len(loc) > 1 and loc[0] == "artifact" and loc[1] in ("local", "remote"):
+        return (loc[0], *loc[2:])
+    return loc

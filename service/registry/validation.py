@@ -62,4 +62,8 @@ def validate_candidate(
 
             if 0 < labels.sum() < len(labels):
                 summary["evaluation_auc"] = float(roc_auc_score(labels, scores))
+    if manifest.is_remote:  # the endpoint's checks and fingerprint (service/registry/remote/)
+        from service.registry.remote.registration import register_remote
+
+        summary |= register_remote(folder, manifest, predictor)
     return summary

@@ -78,12 +78,22 @@ async def get_model(name: str, plane: Plane, version: VersionQuery = None) -> sc
 async def register_model(
     plane: Plane,
     manifest: Annotated[UploadFile, File(description="manifest.yaml (YAML or JSON)")],
-    artifact: Annotated[UploadFile, File(description="skops, XGBoost JSON/UBJ or LightGBM text")],
     reference: Annotated[UploadFile, File(description="Reference rows (CSV)")],
+    artifact: Annotated[
+        UploadFile | None,
+        File(
+            description="skops, XGBoost JSON/UBJ or LightGBM text; none for a remote model "
+            "(artifact.format: remote), whose endpoint is fingerprinted instead"
+        ),
+    ] = None,
     evaluation: Annotated[UploadFile | None, File(description="Evaluation rows (CSV)")] = None,
 ) -> Response:
-    """Register a new immutable version (admin scope). Pickle/joblib are refused."""
-    uploads = {"artifact": await artifact.read(), "reference": await reference.read()}
+    """Register a new immutable version (admin scope). Pickle/joblib are refused. A remote
+    model is scored through its endpoint and registered with the fingerprint of its
+    answers; an unreachable or misbehaving endpoint is refused with the reason."""
+    uploads = {"reference": await reference.read()}
+    if artifact is not None:
+        uploads["artifact"] = await artifact.read()
     if evaluation is not None:
         uploads["evaluation"] = await evaluation.read()
     registered = await plane.register(await manifest.read(), uploads)
