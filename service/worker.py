@@ -73,10 +73,11 @@ def run_task(spec: TaskSpec) -> TaskResult:
     """Run one task; return ``results``/``description`` or an ``error`` payload."""
     remote_policy.begin_task()
     outcome = _run_task(spec)
-    try:
-        remote_policy.end_task()  # a remote model's failure that an explainer swallowed
-    except ServiceError as exc:
-        return {"error": exc.as_payload()}
+    if "error" not in outcome:
+        try:
+            remote_policy.end_task()  # a remote model's failure that an explainer swallowed
+        except ServiceError as exc:
+            return {"error": exc.as_payload()}
     return outcome
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,12 +38,13 @@ class SqliteReceipts:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._pid: int | None = None
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()
 
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None or self._pid != os.getpid():  # a connection never crosses a fork
+        # one connection per thread (the gateway reads from asyncio.to_thread's pool, and
+        # SQLite refuses a connection used by another thread), never across a fork
+        if getattr(self._local, "pid", None) != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -52,8 +54,9 @@ class SqliteReceipts:
             )
             db.execute("CREATE INDEX IF NOT EXISTS receipts_version ON receipts (version)")
             db.execute("CREATE INDEX IF NOT EXISTS receipts_issued ON receipts (issued_at)")
-            self._db, self._pid = db, os.getpid()
-        return self._db
+            self._local.db, self._local.pid = db, os.getpid()
+        connection: sqlite3.Connection = self._local.db
+        return connection
 
     def put_many(self, receipts: list[dict[str, Any]]) -> None:
         rows = [(r["receipt_id"], r["version"], r["issued_at"], orjson.dumps(r)) for r in receipts]

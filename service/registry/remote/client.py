@@ -28,6 +28,7 @@ from service.registry.remote.spec import RemoteArtifact
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 2.0
+MIN_ATTEMPT_SECONDS = 0.25  # no new attempt with less time left than this (or timeout_s)
 MAX_DETAIL = 300
 
 
@@ -93,18 +94,23 @@ class RemoteClient:
         started = time.monotonic()
         deadline = policy.call_deadline(self.retry_seconds)
         attempts, delay, last = 0, FIRST_BACKOFF, "no attempt was made"
+        shortest = min(self.artifact.timeout_s, MIN_ATTEMPT_SECONDS)
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0.01:
+            if remaining < shortest and attempts:
                 break
             attempts += 1
+            timeout = min(self.artifact.timeout_s, remaining)
             try:
-                timeout = min(self.artifact.timeout_s, remaining)
                 return self._attempt(http, body, len(frame), timeout)
             except _Fatal as exc:
                 self._fail(str(exc), attempts, time.monotonic() - started)
             except (httpx.TransportError, MalformedResponse, _Retryable) as exc:
-                last = _describe(exc)
+                cut_short = (
+                    isinstance(exc, httpx.TimeoutException) and timeout < self.artifact.timeout_s
+                )
+                if not (cut_short and attempts > 1):  # keep the reason the deadline hid
+                    last = _describe(exc)
             self.stats.retries += 1
             pause = min(delay, MAX_BACKOFF) * random.uniform(0.5, 1.0)
             if time.monotonic() + pause >= deadline:

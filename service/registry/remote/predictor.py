@@ -5,8 +5,9 @@ algorithms (SHAP sampling or exact enumeration, LIME on sample frames, ...), eac
 which already sends a whole sampling round to ``probability``/``margin`` in one call.
 
 Before its answers are used, the endpoint is checked against the version's fingerprint:
-the check rows ride along with the first call of a task (every task, or every
-``recheck_seconds``), so a check costs no extra request. A mismatch fails the call with
+the check rows are sent with the first call of a task (every task, or every
+``recheck_seconds``): in the same request when that is a large sampling round, just
+before it when it is small. A mismatch fails the call with
 409 :class:`ModelChangedError`.
 """
 
@@ -32,6 +33,7 @@ from service.registry.remote.spec import RemoteArtifact
 from service.registry.remote.status import EndpointState
 
 CHANGED = "the model behind the endpoint changed since registration"
+PIGGYBACK_ROWS = 256  # from this size the check rows ride along in the same request
 
 
 class RemotePredictor(Predictor):
@@ -64,6 +66,11 @@ class RemotePredictor(Predictor):
         if not self._check_due():
             return self._score(frame)
         assert self.check_frame is not None
+        if len(frame) < PIGGYBACK_ROWS:
+            # a small request goes alone, so the model sees the very batch a local model
+            # would (a linear model's last bits depend on the batch's shape)
+            self._verify(self._score(self.check_frame))
+            return self._score(frame)
         combined = pd.concat([frame, self.check_frame], ignore_index=True)
         values = self._score(combined)
         self._verify(values[len(frame) :])
