@@ -255,7 +255,8 @@ def register(
     ],
     models_dir: Annotated[Path | None, typer.Option(help="Model repository")] = None,
 ) -> None:
-    """Register a local model version (validated; joblib allowed if the manifest trusts it)."""
+    """Register a model version (validated; joblib allowed if the manifest trusts it; a
+    remote model's endpoint is scored and fingerprinted, and it takes no artifact file)."""
     import tempfile
 
     from service.errors import ServiceError

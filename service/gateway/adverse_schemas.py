@@ -181,6 +181,11 @@ class Receipt(BaseModel):
     request: ReceiptRequest
     baseline: BaselineInfo
     response: AdverseActionDecision
+    fingerprint: str | None = Field(
+        None,
+        description="A remote model: the fingerprint (sha256 of its answers on the reference "
+        "rows) of the endpoint the decision was made with.",
+    )
 
 
 class Difference(BaseModel):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import skops.io
@@ -20,6 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from service.registry.loaded import LoadedModel
 from service.registry.manifest import parse_manifest
+from service.registry.predictors import Predictor
 from service.registry.remote.registration import fingerprint_file
 from service.registry.store import MANIFEST_FILE, ModelStore, ModelVersion
 from service.registry.validation import validate_candidate
@@ -131,6 +133,21 @@ def mlserver(
     server.start()
     yield server
     server.stop()
+
+
+class Opaque(Predictor):
+    """A local model seen only through its scores, as a remote one is: explainers take
+    the same model-agnostic path (the scores are the real model's)."""
+
+    def __init__(self, inner: Predictor) -> None:
+        super().__init__(inner.manifest)
+        self.inner = inner
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.inner.margin(frame)
+
+    def probability(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.inner.probability(frame)
 
 
 class Pair:

@@ -18,29 +18,13 @@ from service.explainers.lime import LimeExplainer, LimeOptions
 from service.explainers.shap import ShapExplainer
 from service.explainers.shap.options import ShapOptions
 from service.registry.loaded import LoadedModel, read_rows
-from service.registry.predictors import Predictor
 from service.registry.remote.fingerprint import Fingerprint
 from service.registry.remote.predictor import RemotePredictor
 from service.registry.remote.spec import FINGERPRINT_FILE
 from tests.conftest import DEMO_MODELS
-from tests.remote.conftest import SMALL, Pair
+from tests.remote.conftest import SMALL, Opaque, Pair
 
 SEEDS = [11, 12, 13]
-
-
-class Opaque(Predictor):
-    """A local model seen only through its scores, as a remote one is: explainers take
-    the same model-agnostic path (the scores are the real model's)."""
-
-    def __init__(self, inner: Predictor) -> None:
-        super().__init__(inner.manifest)
-        self.inner = inner
-
-    def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.inner.margin(frame)
-
-    def probability(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.inner.probability(frame)
 
 
 def opaque(model: LoadedModel) -> LoadedModel:

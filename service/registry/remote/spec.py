@@ -48,7 +48,13 @@ class RemoteArtifact(BaseModel):
         "runtime: predict_proba); default: the endpoint's only output.",
     )
     timeout_s: float = Field(10.0, gt=0, le=600, description="Per HTTP request.")
-    max_rows_per_call: int = Field(1000, ge=1, le=1_000_000, description="Rows per request.")
+    max_rows_per_call: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Rows per request (a larger sampling round is split); each request has a "
+        "fixed cost at the model server, so larger is faster while the server accepts it.",
+    )
     max_concurrency: int = Field(4, ge=1, le=64, description="Requests in flight per worker.")
     auth_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None = Field(
         None,
