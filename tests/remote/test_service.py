@@ -142,6 +142,23 @@ def test_predictions_and_decisions_equal_the_local_registration(
     assert verified["match"] is True and verified["model_changed"] is False
     assert verified["replayed_with"]["fingerprint"] == receipt["fingerprint"]
 
+    # batch notices: a batch job over the remote model, as notices
+    batch = {
+        "applicants": applicants[:12],
+        "application_ids": [f"R-{i}" for i in range(12)],
+        "options": {"recourse": {"enabled": False}},
+    }
+    submitted = http.post(f"/v1/models/{REMOTE}/adverse-action/batch", json=batch)
+    assert submitted.status_code == 202, submitted.text
+    status = _finished(http, f"/v1/jobs/{submitted.json()['job_id']}")
+    assert status["status"] == "succeeded", status
+    decisions = status["result"]["results"]
+    denied = [d for d in decisions if d["decision"] == "denied"]
+    assert len(decisions) == 12 and denied
+    notices = http.get(f"/v1/jobs/{submitted.json()['job_id']}/result?format=notices").text
+    assert notices.count("\f") == len(denied) - 1
+    assert all(d["receipt_id"] in notices for d in denied)
+
 
 def test_a_swapped_model_is_refused_and_flagged(
     http: httpx.Client,

@@ -97,8 +97,11 @@ class RemoteClient:
         shortest = min(self.artifact.timeout_s, MIN_ATTEMPT_SECONDS)
         while True:
             remaining = deadline - time.monotonic()
-            if remaining < shortest and attempts:
+            if remaining < (shortest if attempts else 0.01):
                 break
+            sibling = policy.task_failure()
+            if attempts and sibling is not None:
+                raise sibling  # another request of this call (or task) already gave up
             attempts += 1
             timeout = min(self.artifact.timeout_s, remaining)
             try:
@@ -117,6 +120,8 @@ class RemoteClient:
                 break
             time.sleep(pause)
             delay *= 2
+        if not attempts:
+            last = "the task's time limit left no time to call it"
         self._fail(last, attempts, time.monotonic() - started)
         raise AssertionError("unreachable")  # pragma: no cover
 
