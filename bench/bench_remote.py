@@ -2,7 +2,7 @@
 """Local vs remote registration of the same model: the same sampling-SHAP, LIME and
 adverse-action work, timed side by side in one run.
 
-    .venv/bin/python bench/bench_remote.py            # ~10-15 min on 2 cores; writes its
+    .venv/bin/python bench/bench_remote.py            # ~15-20 min on 2 cores; writes its
                                                       # section of docs/benchmarks.md
     .venv/bin/python bench/bench_remote.py --quick    # fewer applicants/repeats, prints only
 
@@ -283,7 +283,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--applicants", type=int, default=8)
+    parser.add_argument("--applicants", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 applicants, 1 repeat, print only")
     args = parser.parse_args()
