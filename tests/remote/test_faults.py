@@ -25,11 +25,17 @@ NAME = "german-credit-logit"
 
 
 @pytest.fixture(autouse=True)
-def short_retries() -> Iterator[None]:
-    policy.configure(policy.RemotePolicy(retry_seconds=1.5))
-    policy.begin_task()
+def task() -> Iterator[None]:
+    """Each test runs as one worker task, with retries for 10 s (a loaded machine's stub
+    can be slow) unless it sets a shorter budget."""
+    retries(10)
     yield
     policy.configure(policy.RemotePolicy())
+    policy.begin_task()
+
+
+def retries(seconds: float) -> None:
+    policy.configure(policy.RemotePolicy(retry_seconds=seconds))
     policy.begin_task()
 
 
@@ -59,8 +65,6 @@ def rows(local: LoadedModel) -> pd.DataFrame:
 def test_a_passing_fault_is_retried(
     stub: StubServer, local: LoadedModel, rows: pd.DataFrame, fault: str
 ) -> None:
-    policy.configure(policy.RemotePolicy(retry_seconds=10))
-    policy.begin_task()
     stub.slow_seconds = 4.0
     stub.faults.extend([fault, fault])
     remote = predictor(stub.url, timeout_s=2.0 if fault == "slow" else 10)
@@ -82,8 +86,7 @@ def test_a_passing_fault_is_retried(
 def test_a_lasting_fault_fails_with_the_endpoint_and_the_reason(
     stub: StubServer, rows: pd.DataFrame, fault: str, reason: str
 ) -> None:
-    policy.configure(policy.RemotePolicy(retry_seconds=4))
-    policy.begin_task()
+    retries(4)
     stub.always = fault
     named = {"output_name": None} if fault == "labels" else {}  # the server's only output
     remote = predictor(stub.url, timeout_s=0.4 if fault == "slow" else 10, **named)
@@ -115,6 +118,7 @@ def test_an_answer_the_endpoint_refuses_is_not_retried(
 
 
 def test_connection_refused(rows: pd.DataFrame) -> None:
+    retries(1.5)
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RemoteUnavailableError, match="connection failed") as failed:
         predictor(url).probability(rows)
@@ -155,7 +159,7 @@ def test_the_authorization_value_comes_from_the_environment(
     with pytest.raises(RemoteUnavailableError) as failed:
         remote.probability(rows)
     assert "XAI_TEST_REMOTE_TOKEN" in failed.value.message and stub.requests == []
-    policy.begin_task()
+    retries(1.5)
     monkeypatch.setenv("XAI_TEST_REMOTE_TOKEN", "Bearer s3cret-value")
     stub.always = "500"
     with pytest.raises(RemoteUnavailableError) as failed:

@@ -3,7 +3,8 @@ hybrids repeat wherever a background row agrees with the instance, or coalitions
 and a model's answer for a row does not depend on the other rows of the request.
 
 Rows are compared exactly (column by column factorisation, combined in mixed radix and
-renumbered before the key could overflow), not by hash.
+renumbered before the key could overflow), not by hash. A large frame whose first rows
+hold no repeat (LIME's random samples) is sent as it is, without the full comparison.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 MIN_ROWS = 32  # below this the bookkeeping costs more than it saves
 KEY_LIMIT = 2**62
+PROBE_ROWS = 512  # a large frame whose first rows are all distinct is sent as it is
 
 
 def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
@@ -20,6 +22,18 @@ def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]
     (``frame``, None) when every row is distinct or the frame is small."""
     if len(frame) < MIN_ROWS or frame.shape[1] == 0:
         return frame, None
+    if len(frame) > 4 * PROBE_ROWS and _row_keys(frame.iloc[:PROBE_ROWS]).max() == PROBE_ROWS - 1:
+        return frame, None  # e.g. LIME's samples: no repeats among the first rows
+    inverse = _row_keys(frame)
+    if inverse.max() == len(frame) - 1:
+        return frame, None
+    first = np.unique(inverse, return_index=True)[1]
+    return frame.iloc[first].reset_index(drop=True), inverse.astype(np.int64)
+
+
+def _row_keys(frame: pd.DataFrame) -> np.ndarray:
+    """An integer per row, equal exactly when the rows are equal (dense: 0..distinct-1
+    in first-seen order)."""
     key = np.zeros(len(frame), dtype=np.int64)
     size = 1  # key < size
     for name in frame.columns:
@@ -29,8 +43,4 @@ def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]
             size = len(seen)
         key = key * len(uniques) + codes
         size *= len(uniques)
-    inverse, distinct = pd.factorize(key, sort=False)  # codes in first-seen order
-    if len(distinct) == len(frame):
-        return frame, None
-    first = np.unique(inverse, return_index=True)[1]
-    return frame.iloc[first].reset_index(drop=True), inverse.astype(np.int64)
+    return pd.factorize(key, sort=False)[0]
