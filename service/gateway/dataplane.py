@@ -113,7 +113,7 @@ class DataPlane:
             classes=manifest.classes,
             favourable_class=manifest.favourable_class,
             decision_threshold=manifest.decision_threshold,
-            artifact_format=str(manifest.artifact.format),
+            artifact_format=str(manifest.artifact.format),  # an ArtifactFormat or "remote"
             features=[
                 schemas.FeatureSchema(**f.model_dump(exclude={"reason"})) for f in manifest.features
             ],

@@ -40,11 +40,11 @@ def load_predictor(
 ) -> Predictor:
     """Load the artifact at ``path`` the safe way its manifest's format allows (a remote
     model's ``path`` is its fingerprint file: nothing is loaded, the endpoint is called)."""
-    fmt = manifest.artifact.format
-    if fmt == ArtifactFormat.remote:
+    if manifest.is_remote:
         from service.registry.remote.load import open_remote
 
         return open_remote(manifest, path)
+    fmt = manifest.artifact.format
     if fmt is ArtifactFormat.skops:
         return SklearnPredictor(
             manifest, _load_skops(path, TRUSTED_SKOPS_TYPES | set(extra_trusted))
@@ -72,8 +72,9 @@ def load_predictor(
 
 
 def check_upload_format(manifest: Manifest) -> None:
-    """Refuse formats that may execute code: HTTP uploads must be in a safe format."""
-    if manifest.artifact.format not in SAFE_FORMATS:
+    """Refuse formats that may execute code: HTTP uploads must be in a safe format (a
+    remote model uploads no artifact)."""
+    if not manifest.is_remote and manifest.artifact.format not in SAFE_FORMATS:
         raise UnsafeArtifactError(
             f"artifact.format '{manifest.artifact.format}' cannot be uploaded over HTTP; "
             f"use one of {sorted(f.value for f in SAFE_FORMATS)}"

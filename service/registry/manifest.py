@@ -59,7 +59,6 @@ class ArtifactFormat(StrEnum):
     xgboost_ubj = "xgboost-ubj"
     lightgbm_text = "lightgbm-text"
     joblib = "joblib"
-    remote = "remote"  # a model server called over the network (service/registry/remote/)
 
 
 SAFE_FORMATS = frozenset(
@@ -68,7 +67,6 @@ SAFE_FORMATS = frozenset(
         ArtifactFormat.xgboost_json,
         ArtifactFormat.xgboost_ubj,
         ArtifactFormat.lightgbm_text,
-        ArtifactFormat.remote,  # nothing is loaded: the workers call the endpoint
     }
 )
 
@@ -149,7 +147,9 @@ class DataFile(_Strict):
 
 class Artifact(_Strict):
     path: Annotated[str, Field(pattern=FILE_PATTERN)]
-    format: ArtifactFormat
+    format: ArtifactFormat = Field(
+        ..., description="The file's format; 'remote' instead declares a model server."
+    )
     trusted: bool = Field(
         False, description="Allows joblib/pickle for an operator's local model; never over HTTP."
     )
@@ -157,10 +157,11 @@ class Artifact(_Strict):
 
 def _artifact_kind(value: Any) -> str:
     kind = value.get("format") if isinstance(value, dict) else getattr(value, "format", None)
-    return "remote" if kind == ArtifactFormat.remote.value else "local"
+    return "remote" if kind == "remote" else "local"
 
 
-# A local artifact file, or a remote model server (``format: remote``).
+# A local artifact file (an ArtifactFormat), or a model server (``format: remote``,
+# service/registry/remote/spec.py).
 AnyArtifact = Annotated[
     Annotated[Artifact, Tag("local")] | Annotated[RemoteArtifact, Tag("remote")],
     Discriminator(_artifact_kind),
