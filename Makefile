@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test models openapi lint clean
+.PHONY: install serve test models openapi lint clean mlserver
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ serve: install  ## Start the service with the demo models on http://127.0.0.1:80
 
 test: install  ## Run every test (lint, unit, end-to-end, distributed, contract)
 	bash scripts/ensure_system_packages.sh
+	bash scripts/prepare_mlserver.sh
 	$(BIN)/ruff check service scripts tests examples
 	$(BIN)/pytest
 
@@ -29,5 +30,8 @@ models: install  ## Retrain the demo models (same code and data give the same ve
 openapi: install  ## Regenerate api_schema/openapi.json from the app (commit it deliberately)
 	$(BIN)/xai-service openapi
 
+mlserver: install  ## Prepare the MLServer environment the remote-model tests call
+	bash scripts/prepare_mlserver.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .tmp/mlserver-venv

@@ -883,16 +883,9 @@ def section(args: argparse.Namespace, r: dict[str, Any]) -> str:
 def write_section(text: str) -> Path:
     """Replace this benchmark's section of docs/benchmarks.md, or append it; the rest of
     the file is left as it is."""
-    path = ROOT / INDEX
-    current = path.read_text() if path.exists() else ""
-    if SECTION_START in current and SECTION_END in current:
-        head, rest = current.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        updated = head + text + (("\n" + tail) if tail else "")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text if current else text
-    path.write_text(updated)
-    return path
+    from sections import write_section as replace
+
+    return replace(ROOT / INDEX, text, SECTION_START, SECTION_END)
 
 
 # --------------------------------------------------------------------------- main

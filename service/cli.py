@@ -67,7 +67,10 @@ def worker(
     load_signer(settings, signing_key)  # publishes its public key to the keyring
     # Load models and default explainers once, before the pool forks: children start warm.
     init_worker(
-        str(settings.models_dir), list(settings.extra_trusted_types), signing_key=signing_key
+        str(settings.models_dir),
+        list(settings.extra_trusted_types),
+        signing_key=signing_key,
+        remote=settings.remote_policy,
     )
     make_celery(settings).worker_main(
         [
@@ -252,7 +255,9 @@ def register(
     files: Annotated[
         list[Path],
         typer.Argument(
-            exists=True, dir_okay=False, help="artifact, reference and evaluation files"
+            exists=True,
+            dir_okay=False,
+            help="artifact, reference and evaluation files (a remote model: no artifact)",
         ),
     ],
     models_dir: Annotated[Path | None, typer.Option(help="Model repository")] = None,
@@ -260,13 +265,16 @@ def register(
         bool, typer.Option("--json", help="Print the JSON document POST /v1/models answers")
     ] = False,
 ) -> None:
-    """Register a local model version (validated; joblib allowed if the manifest trusts it)
-    and print the registration report. A running service serves it within seconds."""
+    """Register a model version (validated; joblib allowed if the manifest trusts it; a
+    remote model's endpoint is scored and fingerprinted, and it takes no artifact file) and
+    print the registration report. A running service serves it within seconds."""
     import tempfile
 
     from service.errors import ServiceError
     from service.registration import registration_report
     from service.registry.artifacts import UnsafeArtifactError
+    from service.registry.manifest import parse_manifest
+    from service.registry.remote.registration import fingerprint_file
     from service.registry.store import MANIFEST_FILE, ModelStore
     from service.registry.validation import CandidateError
     from service.report_text import render_refusal, render_report
@@ -281,6 +289,7 @@ def register(
             (folder / name).write_bytes(data)
         try:
             report = registration_report(folder, "cli", settings.extra_trusted_types)
+            payload |= fingerprint_file(folder, parse_manifest(manifest_bytes))
             version, created = ModelStore(settings.models_dir).register(
                 manifest_bytes, payload, "cli"
             )

@@ -22,6 +22,7 @@ class ServiceError(Exception):
     """Base of every error the service reports to a caller."""
 
     status_code = 500
+    code: str | None = None  # a stable name for errors callers act on (e.g. model_changed)
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -30,7 +31,10 @@ class ServiceError(Exception):
 
     def as_payload(self) -> dict[str, Any]:
         """A JSON-able description, used to carry the error across processes."""
-        return {"status_code": self.status_code, "message": self.message}
+        payload: dict[str, Any] = {"status_code": self.status_code, "message": self.message}
+        if self.code is not None:
+            payload["code"] = self.code
+        return payload
 
 
 class NotFoundError(ServiceError):
@@ -85,8 +89,11 @@ def error_from_payload(payload: dict[str, Any]) -> ServiceError:
                 for i in payload["issues"]
             ]
         )
-    error = ServiceError(str(payload.get("message", "unknown error")))
-    error.status_code = int(payload.get("status_code", 500))
+    status = int(payload.get("status_code", 500))
+    message = str(payload.get("message", "unknown error"))
+    error = UnavailableError(message) if status == 503 else ServiceError(message)
+    error.status_code = status
+    error.code = payload.get("code")
     return error
 
 

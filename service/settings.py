@@ -142,6 +142,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"API key #{position}: {problems}") from None
         return grants
 
+    remote_retry_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Remote models: how long a failed call to the endpoint is retried with "
+        "backoff (never past the job's time limit) before the job fails.",
+    )
+    remote_recheck_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Remote models: how often a worker re-checks the endpoint against the "
+        "version's fingerprint; 0: in every task (the check rows ride along with its first "
+        "call).",
+    )
+
     @property
     def receipts_location(self) -> str:
         """Where workers write receipts and the gateway reads them."""
@@ -153,6 +167,15 @@ class Settings(BaseSettings):
     def receipt_retention_seconds(self) -> float | None:
         days = self.receipt_retention_days
         return None if days is None else days * 86_400
+
+    @property
+    def remote_policy(self) -> dict[str, float]:
+        """What workers need to call remote models (service/registry/remote/policy.py)."""
+        return {
+            "retry_seconds": self.remote_retry_seconds,
+            "recheck_seconds": self.remote_recheck_seconds,
+            "time_limit": self.job_time_limit,
+        }
 
     @property
     def auth_enabled(self) -> bool:

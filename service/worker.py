@@ -29,6 +29,8 @@ from service.registration import registration_document
 from service.registry.artifacts import UnsafeArtifactError
 from service.registry.isolation import DEFAULT_TIMEOUT, validate_isolated
 from service.registry.loaded import LoadedModel
+from service.registry.remote import policy as remote_policy
+from service.registry.remote.predictor import RemotePredictor
 from service.registry.store import ModelStore
 from service.registry.validation import CandidateError
 
@@ -51,13 +53,16 @@ def init_worker(
     extra_trusted: list[str],
     threads: int = 1,
     signing_key: bytes | None = None,
+    remote: dict[str, float] | None = None,
 ) -> None:
     """Process initializer: limit native threads, keep the receipt signing key (PEM), then
-    load the latest model versions and build their default explainers."""
+    load the latest model versions and build their default explainers. ``remote``: the
+    remote-model policy (:class:`service.registry.remote.policy.RemotePolicy` fields)."""
     global _extra_trusted, _signer
     _extra_trusted = tuple(extra_trusted)
     if signing_key is not None:
         _signer = ReceiptSigner.from_pem(signing_key)
+    remote_policy.configure(remote_policy.RemotePolicy(**(remote or {})))
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     from threadpoolctl import threadpool_limits
@@ -73,6 +78,17 @@ def init_worker(
 
 def run_task(spec: TaskSpec) -> TaskResult:
     """Run one task; return ``results``/``description`` or an ``error`` payload."""
+    remote_policy.begin_task()
+    outcome = _run_task(spec)
+    if "error" not in outcome:
+        try:
+            remote_policy.end_task()  # a remote model's failure that an explainer swallowed
+        except ServiceError as exc:
+            return {"error": exc.as_payload()}
+    return outcome
+
+
+def _run_task(spec: TaskSpec) -> TaskResult:
     try:
         kind = TaskKind(spec["kind"])
         if kind is TaskKind.ping:
@@ -137,19 +153,24 @@ def run_task(spec: TaskSpec) -> TaskResult:
 
 def describe(model: LoadedModel) -> dict[str, Any]:
     """What the gateway shows about a loaded version: methods, and per output space the
-    SHAP algorithm chosen with its self-check and background (``ShapExplainer.summary``)."""
-    methods = supported_methods(model)
+    SHAP algorithm chosen with its self-check and background (``ShapExplainer.summary``);
+    for a remote model, whether its endpoint still answers as registered."""
+    description: dict[str, Any] = {
+        "methods": supported_methods(model),
+        "reference_rows": len(model.reference),
+    }
+    if isinstance(model.predictor, RemotePredictor):
+        # checked now: the detail of a remote version shows whether its endpoint still
+        # answers as registered (the SHAP engine, when it does, needs the endpoint)
+        description["remote"] = model.predictor.check_now()
+        if description["remote"]["state"] != "ok":
+            return {**description, "shap_algorithm": None, "shap": {}}
     shap = _explainer(model, "shap", None)
     spaces: dict[str, Any] = {shap.space: shap.summary()}  # type: ignore[attr-defined]
     if model.predictor.is_classifier:
         other = _explainer(model, "shap", {"output": "probability"})
         spaces["probability"] = other.summary()  # type: ignore[attr-defined]
-    return {
-        "methods": methods,
-        "shap_algorithm": getattr(shap, "algorithm", None),
-        "shap": spaces,
-        "reference_rows": len(model.reference),
-    }
+    return {**description, "shap_algorithm": getattr(shap, "algorithm", None), "shap": spaces}
 
 
 def _store(models_dir: str) -> ModelStore:

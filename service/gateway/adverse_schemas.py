@@ -267,6 +267,11 @@ class Receipt(BaseModel):
         description="Signed when written (absent only on receipts written before signing, "
         "which never verify).",
     )
+    fingerprint: str | None = Field(
+        None,
+        description="A remote model: the fingerprint (sha256 of its answers on the reference "
+        "rows) of the endpoint the decision was made with.",
+    )
 
 
 class Difference(BaseModel):
@@ -291,6 +296,12 @@ class ReceiptVerification(BaseModel):
         description="Signature and id are valid, and the replayed decision, score, reasons, "
         "proxy warning and evidence are the same. Never true for an altered record.",
     )
+    model_changed: bool = Field(
+        False,
+        description="A remote model: the endpoint no longer answers as it did for this "
+        "decision (its fingerprint differs), so the decision could not be replayed.",
+    )
+    model_changed_detail: str | None = None
     differences: list[Difference] = Field(..., description="Where the replay differs.")
     recourse_match: bool = Field(..., description="The recourse options (and notice) too.")
     recourse_differences: list[Difference]

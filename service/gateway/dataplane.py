@@ -39,6 +39,8 @@ from service.jobs.spec import TaskKind, TaskSpec
 from service.jobs.store import JobState
 from service.registry.artifacts import UnsafeArtifactError, check_upload_format
 from service.registry.manifest import parse_manifest
+from service.registry.remote.registration import fingerprint_file
+from service.registry.remote.status import endpoint_changed
 from service.registry.report import RegistrationReport
 from service.registry.schema import validate_instances
 from service.registry.store import ModelStore, ModelVersion
@@ -99,7 +101,9 @@ class DataPlane:
         return await self.jobs.problem()
 
     async def describe(self, version: ModelVersion) -> dict[str, Any]:
-        if version.version_id not in self.descriptions:
+        """What a worker says about the version (cached; a remote version's is asked each
+        time: it holds the state of the endpoint, checked then)."""
+        if version.version_id not in self.descriptions or version.manifest.is_remote:
             outcome = await self.jobs.call(
                 {
                     "kind": TaskKind.describe,
@@ -125,7 +129,7 @@ class DataPlane:
             classes=manifest.classes,
             favourable_class=manifest.favourable_class,
             decision_threshold=manifest.decision_threshold,
-            artifact_format=manifest.artifact.format.value,
+            artifact_format=str(manifest.artifact.format),  # an ArtifactFormat or "remote"
             features=[
                 schemas.FeatureSchema(**f.model_dump(exclude={"reason"})) for f in manifest.features
             ],
@@ -134,6 +138,7 @@ class DataPlane:
             shap=described.get("shap", {}),
             reference_rows=described["reference_rows"],
             metrics=manifest.metrics,
+            remote=described.get("remote"),
         )
 
     def _summary(self, name: str) -> schemas.ModelSummary:
@@ -301,7 +306,7 @@ class DataPlane:
             cache_key=key,
         )
         cached = await self.jobs.cached(key)
-        if cached is not None:
+        if cached is not None and not endpoint_changed(version):
             self.cache_hits += 1
             before = await self.jobs.view(job_id)
             repeat = before is not None and before.state is JobState.succeeded
@@ -429,6 +434,8 @@ class DataPlane:
                 [Issue(("manifest", "artifact", "format"), str(exc))]
             ) from exc
         names = {"artifact": manifest.artifact.path, "reference": manifest.reference_data.path}
+        if manifest.is_remote:
+            del names["artifact"]  # a remote model's fingerprint is measured, not uploaded
         if manifest.evaluation_data is not None:
             names["evaluation"] = manifest.evaluation_data.path
         missing = [field for field in names if field not in uploads]
@@ -460,8 +467,10 @@ class DataPlane:
                 ) from exc
             except Exception as exc:
                 if getattr(exc, "status_code", 500) == 422:
-                    raise InvalidRequestError([Issue(("body", "artifact"), str(exc))]) from exc
+                    loc = ("manifest", "artifact") if manifest.is_remote else ("body", "artifact")
+                    raise InvalidRequestError([Issue(loc, str(exc))]) from exc
                 raise
+            files |= await asyncio.to_thread(fingerprint_file, staging, manifest)
             version, created = await asyncio.to_thread(
                 self.store.register, manifest_bytes, files, "http"
             )

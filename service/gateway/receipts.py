@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from redis.exceptions import RedisError
 
-from service.errors import ConflictError, NotFoundError, UnavailableError
+from service.errors import ConflictError, NotFoundError, ServiceError, UnavailableError
 from service.gateway import adverse_schemas as aa
 from service.gateway.tenancy import DEFAULT_TENANT, Caller
 from service.jobs.spec import TaskKind
@@ -19,6 +19,8 @@ from service.receipts.keys import KEYRING_FILE, load_public_keys
 from service.receipts.record import differences, stored_receipt_key
 from service.receipts.signing import PublicKeys, SignatureCheck
 from service.receipts.store import ReceiptStore, open_receipts
+from service.registry.remote.errors import ModelChangedError
+from service.registry.remote.fingerprint import stored_digest
 
 if TYPE_CHECKING:
     from service.gateway.dataplane import DataPlane
@@ -94,8 +96,61 @@ class Receipts:
         version = self.plane.store.get(receipt["model"], receipt["version"])
         if version.content_hash != receipt["content_hash"]:
             raise ConflictError(f"model version {receipt['version']} no longer has its content")
+        replayed_with = {
+            "model": version.name,
+            "version": version.version_id,
+            "content_hash": version.content_hash,
+            "seed": receipt["seed"],
+            "row_seed": receipt["row_seed"],
+        }
+        try:
+            outcome = await self._recompute(version, receipt, receipt_id)
+        except ServiceError as exc:
+            if exc.code != ModelChangedError.code:
+                raise
+            # a remote model whose endpoint no longer answers as when the decision was made
+            return aa.ReceiptVerification(
+                receipt_id=receipt_id,
+                signature_valid=True,
+                key_id=signature.key_id,
+                receipt_id_valid=True,
+                match=False,
+                model_changed=True,
+                model_changed_detail=exc.message,
+                differences=[],
+                recourse_match=False,
+                recourse_differences=[],
+                replayed_with={**replayed_with, "fingerprint": receipt.get("fingerprint")},
+            )
+        replayed = orjson.loads(orjson.dumps(outcome["results"][0]))
+        found = differences(receipt["response"], replayed)
+        decisive = [d for d in found if not d["path"].startswith(RECOURSE_PATHS)]
+        recourse = [d for d in found if d["path"].startswith(RECOURSE_PATHS)]
+        # the replay ran only after the endpoint matched the version's fingerprint
+        fingerprint = await asyncio.to_thread(stored_digest, version.path)
+        return aa.ReceiptVerification(
+            receipt_id=receipt_id,
+            signature_valid=True,
+            key_id=signature.key_id,
+            receipt_id_valid=True,
+            match=not decisive,
+            model_changed=fingerprint != receipt.get("fingerprint"),
+            differences=[aa.Difference(**d) for d in decisive],
+            recourse_match=not recourse,
+            recourse_differences=[aa.Difference(**d) for d in recourse],
+            recourse_note=RECOURSE_NOTE if recourse else None,
+            replayed_with={
+                **replayed_with,
+                **({"fingerprint": fingerprint} if fingerprint is not None else {}),
+            },
+        )
+
+    async def _recompute(
+        self, version: Any, receipt: dict[str, Any], receipt_id: str
+    ) -> dict[str, Any]:
+        """The receipt's decision recomputed by a worker (no cache, no receipt written)."""
         request = receipt["request"]
-        outcome = await self.plane.jobs.call(
+        return await self.plane.jobs.call(
             {
                 "kind": TaskKind.adverse_action,
                 "models_dir": str(self.plane.settings.models_dir),
@@ -109,28 +164,6 @@ class Receipts:
                 "application_ids": [request.get("application_id")],
                 "receipt_ids": [receipt_id],
             }
-        )
-        replayed = orjson.loads(orjson.dumps(outcome["results"][0]))
-        found = differences(receipt["response"], replayed)
-        decisive = [d for d in found if not d["path"].startswith(RECOURSE_PATHS)]
-        recourse = [d for d in found if d["path"].startswith(RECOURSE_PATHS)]
-        return aa.ReceiptVerification(
-            receipt_id=receipt_id,
-            signature_valid=True,
-            key_id=signature.key_id,
-            receipt_id_valid=True,
-            match=not decisive,
-            differences=[aa.Difference(**d) for d in decisive],
-            recourse_match=not recourse,
-            recourse_differences=[aa.Difference(**d) for d in recourse],
-            recourse_note=RECOURSE_NOTE if recourse else None,
-            replayed_with={
-                "model": version.name,
-                "version": version.version_id,
-                "content_hash": version.content_hash,
-                "seed": receipt["seed"],
-                "row_seed": receipt["row_seed"],
-            },
         )
 
     def _check(self, receipt: dict[str, Any]) -> SignatureCheck:

@@ -341,6 +341,9 @@ JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class JobError(BaseModel):
     status_code: int
     message: str
+    code: str | None = Field(
+        None, description="model_changed, remote_unavailable, ... when the error has a name."
+    )
     issues: list[dict[str, Any]] | None = None
 
 
@@ -418,6 +421,28 @@ class ShapChoice(BaseModel):
     background: ShapBackgroundInfo
 
 
+class RemoteStatus(BaseModel):
+    """A remote model's endpoint and whether it still answers as when it was registered."""
+
+    protocol: Literal["open-inference-v2", "kserve-v1"]
+    url: str
+    model: str
+    model_version: str | None
+    output: Literal["probability", "margin"]
+    fingerprint: str | None = Field(
+        ..., description="sha256 of the endpoint's answers on the reference rows, rounded."
+    )
+    fingerprint_rows: int | None
+    state: Literal["ok", "changed", "unreachable", "unknown"] = Field(
+        ...,
+        description="ok: answers match the fingerprint; changed: the model behind the "
+        "endpoint changed since registration (jobs fail with 409); unreachable: no usable "
+        "answer (jobs fail with 503).",
+    )
+    detail: str | None = None
+    checked_at: str | None = None
+
+
 class ModelDetail(ModelSummary):
     version: str = Field(..., description="The version described below (latest unless pinned).")
     classes: list[str] | None
@@ -434,6 +459,9 @@ class ModelDetail(ModelSummary):
     )
     reference_rows: int
     metrics: dict[str, float]
+    remote: RemoteStatus | None = Field(
+        None, description="A remote model (artifact_format remote): its endpoint and state."
+    )
 
 
 class RegisteredModel(BaseModel):

@@ -37,6 +37,7 @@ class EmbeddedExecutor:
                 list(self.settings.extra_trusted_types),
                 1,
                 signing_key,
+                self.settings.remote_policy,
             ),
             context=multiprocessing.get_context("spawn"),
         )

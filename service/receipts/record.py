@@ -63,6 +63,7 @@ def build_receipt(
     """Everything needed to replay one decision: model identity, tenant, request, seeds,
     response (unsigned; see ``service.receipts.signing``)."""
     version = model.version
+    fingerprint = model.predictor.fingerprint()
     return {
         "receipt_id": document["receipt_id"],
         "tenant": tenant,
@@ -79,6 +80,8 @@ def build_receipt(
         "request": request,
         "baseline": document["baseline"],
         "response": document,
+        # a remote model: the fingerprint of the endpoint's answers it was decided with
+        **({"fingerprint": fingerprint} if fingerprint is not None else {}),
     }
 
 

@@ -43,7 +43,12 @@ class UnsafeArtifactError(ValueError):
 def load_predictor(
     manifest: Manifest, path: Path, source: str, extra_trusted: Iterable[str] = ()
 ) -> Predictor:
-    """Load the artifact at ``path`` the safe way its manifest's format allows."""
+    """Load the artifact at ``path`` the safe way its manifest's format allows (a remote
+    model's ``path`` is its fingerprint file: nothing is loaded, the endpoint is called)."""
+    if manifest.is_remote:
+        from service.registry.remote.load import open_remote
+
+        return open_remote(manifest, path)
     fmt = manifest.artifact.format
     if fmt is ArtifactFormat.skops:
         return SklearnPredictor(
@@ -72,8 +77,9 @@ def load_predictor(
 
 
 def check_upload_format(manifest: Manifest) -> None:
-    """Refuse formats that may execute code: HTTP uploads must be in a safe format."""
-    if manifest.artifact.format not in SAFE_FORMATS:
+    """Refuse formats that may execute code: HTTP uploads must be in a safe format (a
+    remote model uploads no artifact)."""
+    if not manifest.is_remote and manifest.artifact.format not in SAFE_FORMATS:
         raise UnsafeArtifactError(
             f"artifact.format '{manifest.artifact.format}' cannot be uploaded over HTTP; "
             f"use one of {sorted(f.value for f in SAFE_FORMATS)}"

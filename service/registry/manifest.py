@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -20,6 +22,7 @@ from service.errors import InvalidRequestError, Issue
 from service.registry.catalogue import category_reason_problem, code_conflicts, cut_points_problem
 from service.registry.manifest_text import load_document
 from service.registry.notice import template_problem
+from service.registry.remote.spec import RemoteArtifact
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # Reg B asks for the principal reasons: by default a reason carrying less than this share
@@ -208,7 +211,9 @@ BOOSTER_FORMATS = frozenset(
 
 class Artifact(_Strict):
     path: Annotated[str, Field(pattern=FILE_PATTERN)]
-    format: ArtifactFormat
+    format: ArtifactFormat = Field(
+        ..., description="The file's format; 'remote' instead declares a model server."
+    )
     trusted: bool = Field(
         False, description="Allows joblib/pickle for an operator's local model; never over HTTP."
     )
@@ -221,6 +226,19 @@ class Artifact(_Strict):
     @property
     def is_booster(self) -> bool:
         return self.format in BOOSTER_FORMATS
+
+
+def _artifact_kind(value: Any) -> str:
+    kind = value.get("format") if isinstance(value, dict) else getattr(value, "format", None)
+    return "remote" if kind == "remote" else "local"
+
+
+# A local artifact file (an ArtifactFormat), or a model server (``format: remote``,
+# service/registry/remote/spec.py).
+AnyArtifact = Annotated[
+    Annotated[Artifact, Tag("local")] | Annotated[RemoteArtifact, Tag("remote")],
+    Discriminator(_artifact_kind),
+]
 
 
 class Manifest(_Strict):
@@ -240,7 +258,7 @@ class Manifest(_Strict):
     )
     favourable_class: str | None = Field(None, validate_default=True)
     decision_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    artifact: Artifact
+    artifact: AnyArtifact
     reference_data: DataFile
     evaluation_data: DataFile | None = None
     features: Annotated[list[Feature], Field(min_length=1, max_length=500)]
@@ -330,6 +348,11 @@ class Manifest(_Strict):
         return self
 
     @property
+    def is_remote(self) -> bool:
+        """The model runs in a model server; ``artifact.path`` is its fingerprint file."""
+        return isinstance(self.artifact, RemoteArtifact)
+
+    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
@@ -366,5 +389,12 @@ def parse_manifest(text: str | bytes, loc: tuple[str | int, ...] = ("manifest",)
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         raise InvalidRequestError(
-            [Issue((*loc, *e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+            [Issue((*loc, *_untagged(e["loc"])), e["msg"], e["type"]) for e in exc.errors()]
         ) from exc
+
+
+def _untagged(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The field path without the artifact kind pydantic inserts (``artifact.remote.url``)."""
+    if len(loc) > 1 and loc[0] == "artifact" and loc[1] in ("local", "remote"):
+        return (loc[0], *loc[2:])
+    return loc

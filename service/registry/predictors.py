@@ -46,6 +46,11 @@ class Predictor(ABC):
         """Model output in ``space``: ``log_odds``, ``probability`` or ``raw`` (regression)."""
         return self.probability(frame) if space == "probability" else self.margin(frame)
 
+    def fingerprint(self) -> str | None:
+        """An identity of the model's answers, when it is not a file the service holds
+        (remote models: ``sha256:...`` of their answers on the reference rows)."""
+        return None
+
     # --- views used by exact SHAP algorithms; None when the model does not offer them.
     def design(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The numeric matrix the underlying estimator sees."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,6 +73,11 @@ class RegistrationReport(BaseModel):
     evaluation: Performance | None = Field(None, description="None without labelled evaluation.")
     shap: dict[str, ShapSummary] = Field(
         default_factory=dict, description="Per output space: log_odds, probability or raw."
+    )
+    remote: dict[str, Any] | None = Field(
+        None,
+        description="A remote model: its endpoint, the ROC AUC that confirmed the class order "
+        "of its output, and the fingerprint of its answers on the reference rows.",
     )
     methods: list[str] = Field(default_factory=list, description="Explanation methods offered.")
     warnings: list[str] = Field(default_factory=list)

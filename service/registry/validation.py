@@ -70,7 +70,11 @@ def validate_candidate(
             for c in data.values()
         ],
     )
-    if predictor.is_classifier:
+    if manifest.is_remote:  # the endpoint's checks and fingerprint (service/registry/remote/)
+        from service.registry.remote.registration import register_remote
+
+        report.remote = register_remote(folder, manifest, predictor)["remote"]
+    elif predictor.is_classifier:
         report.orientation = _orientation(manifest, predictor, data, scores, report.warnings)
     evaluation = data.get("evaluation")
     if evaluation is not None and evaluation.labels is not None:

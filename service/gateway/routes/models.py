@@ -81,21 +81,31 @@ async def get_model(name: str, plane: Plane, version: VersionQuery = None) -> sc
 async def register_model(
     plane: Plane,
     manifest: Annotated[UploadFile, File(description="manifest.yaml (YAML or JSON)")],
-    artifact: Annotated[UploadFile, File(description="skops, XGBoost JSON/UBJ or LightGBM text")],
     reference: Annotated[UploadFile, File(description="Reference rows (CSV)")],
+    artifact: Annotated[
+        UploadFile | None,
+        File(
+            description="skops, XGBoost JSON/UBJ or LightGBM text; none for a remote model "
+            "(artifact.format: remote), whose endpoint is fingerprinted instead"
+        ),
+    ] = None,
     evaluation: Annotated[UploadFile | None, File(description="Evaluation rows (CSV)")] = None,
 ) -> Response:
     """Register a new immutable version (admin scope); the answer is its registration
     report. Refused with 422, each issue located: pickle/joblib, data files that do not fit
     the manifest (file, row, column), a classifier whose scores rank the labelled rows
-    backwards (ROC AUC < 0.5: the class order is likely inverted), TODO placeholders."""
+    backwards (ROC AUC < 0.5: the class order is likely inverted), TODO placeholders.
+    A remote model (no artifact file) is scored through its endpoint and registered with
+    the fingerprint of its answers; an unreachable or misbehaving endpoint is refused."""
     if manifest.size is not None and manifest.size > MAX_MANIFEST_BYTES:
         raise invalid(
             ("body", "manifest"),
             f"is {manifest.size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES}",
             "too_long",
         )
-    uploads = {"artifact": await artifact.read(), "reference": await reference.read()}
+    uploads = {"reference": await reference.read()}
+    if artifact is not None:
+        uploads["artifact"] = await artifact.read()
     if evaluation is not None:
         uploads["evaluation"] = await evaluation.read()
     registered = await plane.register(await manifest.read(), uploads)
