@@ -304,8 +304,8 @@ class Manifest(_Strict):
     @field_validator("artifact")
     @classmethod
     def _positive_class(cls, artifact: Artifact, info: ValidationInfo) -> Artifact:
-        positive, classes = artifact.positive_class, info.data.get("classes")
-        if positive is None:
+        positive, classes = getattr(artifact, "positive_class", None), info.data.get("classes")
+        if positive is None:  # also every remote artifact: its output columns are the classes
             return artifact
         if info.data.get("task") is Task.regression:
             raise ValueError("positive_class applies to classifiers; regression takes none")
@@ -362,7 +362,7 @@ class Manifest(_Strict):
         ``classes[1]`` (None for regression)."""
         if self.classes is None:
             return None
-        return self.artifact.positive_class or self.classes[1]
+        return getattr(self.artifact, "positive_class", None) or self.classes[1]
 
     @property
     def unfavourable_class(self) -> str | None:

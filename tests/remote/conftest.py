@@ -4,6 +4,7 @@ endpoint), so every test can compare the two registrations of the same model."""
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,7 +107,11 @@ def small_model() -> tuple[dict[str, Any], Pipeline, dict[str, bytes]]:
         sparse_threshold=0.0,
     )
     pipeline = Pipeline([("encode", encode), ("logit", LogisticRegression(C=0.5, max_iter=5000))])
-    files = data_files("german-credit-logit")
+    columns = [f["name"] for f in features] + [manifest["target"]]
+    files = {
+        name: pd.read_csv(io.BytesIO(data))[columns].to_csv(index=False).encode()
+        for name, data in data_files("german-credit-logit").items()
+    }
     reference = pd.read_csv(demo_folder("german-credit-logit") / "evaluation.csv")
     pipeline.fit(reference[[f["name"] for f in features]], reference[manifest["target"]])
     small = {**manifest, "name": SMALL, "features": features, "metrics": {}}
