@@ -188,7 +188,7 @@ def repository(
         remote = register(
             store,
             remote_manifest(manifest, f"{name}-remote", mlserver.url),
-            data_files("german-credit-logit" if name == SMALL else name),
+            files if name == SMALL else data_files(name),
             root,
         )
         local = local_small if name == SMALL else store.get(name)
