@@ -4,9 +4,11 @@ Loading an artifact and predicting with it runs native code (scikit-learn's Cyth
 XGBoost, LightGBM) on bytes from an upload; a malformed file can crash that code with a
 segfault. :func:`validate_isolated` runs a check of the candidate (by default
 :func:`~service.registry.validation.validated_report`; the worker's builds the whole
-registration report) in a child process (forked from the warm worker where the platform
-allows, so it costs milliseconds), so such a file kills only that child and is refused
-with the reason; the worker and the service keep serving.
+registration report) in a child process, so such a file kills only that child and is
+refused with the reason; the worker and the service keep serving. Children come from a
+fork server that has imported the checks but never run them, so each costs milliseconds
+after the first (a plain fork of a process that has used OpenMP, as LightGBM does, can
+deadlock in the child).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from service.registry.validation import CandidateError, validated_report
 Check = Callable[[Path, str, tuple[str, ...]], Any]
 
 DEFAULT_TIMEOUT = 100.0
+PRELOAD = ["service.registry.validation", "service.registration"]
 
 
 def validate_isolated(
@@ -36,8 +39,7 @@ def validate_isolated(
 ) -> Any:
     """What ``check(folder, source, extra_trusted)`` returns (it must pickle), computed in a
     child process; a child that dies or overruns ``timeout`` seconds is a refusal."""
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context = _context()
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_run, args=(sender, check, folder, source, tuple(extra_trusted)), daemon=True
@@ -64,6 +66,16 @@ def validate_isolated(
             f"({_death(child.exitcode)}); it is malformed or corrupted, so it is refused"
         )
     return _result(outcome)
+
+
+def _context() -> Any:
+    """A fork server where the platform has one (its children start with the checks
+    imported and no thread pool inherited), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 def _run(

@@ -45,7 +45,9 @@ class Performance(BaseModel):
     rmse: float | None = Field(None, description="Regression: root mean squared error.")
 
 
-class ShapBackground(BaseModel):
+class ShapBackgroundRows(BaseModel):
+    """The background rows SHAP is measured against."""
+
     rows: int | None = None
     selection: str | None = None
 
@@ -61,7 +63,7 @@ class ShapSummary(BaseModel):
         None, description="Largest |f(x) - base - sum(phi)| of the exact algorithm's self-check."
     )
     self_check_tolerance: float | None = None
-    background: ShapBackground = Field(default_factory=ShapBackground)
+    background: ShapBackgroundRows = Field(default_factory=ShapBackgroundRows)
 
 
 class RegistrationReport(BaseModel):

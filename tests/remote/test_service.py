@@ -77,7 +77,7 @@ def registered(http: httpx.Client, scorer: ModelServer) -> dict[str, Any]:
 def test_registration_fingerprints_the_endpoint(
     http: httpx.Client, scorer: ModelServer, registered: dict[str, Any]
 ) -> None:
-    remote = registered["validation"]["remote"]
+    remote = registered["report"]["remote"]
     assert remote["fingerprint"].startswith("sha256:") and remote["fingerprint_rows"] == 200
     assert remote["orientation_auc"] > 0.8
     again = http.post(
@@ -136,7 +136,7 @@ def test_predictions_and_decisions_equal_the_local_registration(
         if here["reasons"]:
             assert there["reasons"][0]["code"] == here["reasons"][0]["code"]
         receipt = http.get(f"/v1/receipts/{there['receipt_id']}").json()
-        assert receipt["fingerprint"] == registered["validation"]["remote"]["fingerprint"]
+        assert receipt["fingerprint"] == registered["report"]["remote"]["fingerprint"]
         assert "fingerprint" not in http.get(f"/v1/receipts/{here['receipt_id']}").json()
     verified = http.post(f"/v1/receipts/{there['receipt_id']}/verify").json()
     assert verified["match"] is True and verified["model_changed"] is False
