@@ -44,7 +44,7 @@ def validate_isolated(
     child = context.Process(
         target=_run, args=(sender, check, folder, source, tuple(extra_trusted)), daemon=True
     )
-    child.start()
+    _start(child)
     sender.close()
     outcome, answered = None, False
     try:
@@ -76,6 +76,19 @@ def _context() -> Any:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
+
+
+def _start(child: Any) -> None:
+    """Start ``child`` even from a process marked daemonic: Celery's pool children are, and
+    multiprocessing refuses them children. This one is always joined (or killed) before
+    :func:`validate_isolated` returns, so it cannot outlive its parent."""
+    config = multiprocessing.current_process()._config  # noqa: SLF001 - see above
+    daemonic = config.get("daemon")
+    config["daemon"] = False
+    try:
+        child.start()
+    finally:
+        config["daemon"] = daemonic
 
 
 def _run(
