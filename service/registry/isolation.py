@@ -4,11 +4,9 @@ Loading an artifact and predicting with it runs native code (scikit-learn's Cyth
 XGBoost, LightGBM) on bytes from an upload; a malformed file can crash that code with a
 segfault. :func:`validate_isolated` runs a check of the candidate (by default
 :func:`~service.registry.validation.validated_report`; the worker's builds the whole
-registration report) in a child process, so such a file kills only that child and is
-refused with the reason; the worker and the service keep serving. Children come from a
-fork server that has imported the checks but never run them, so each costs milliseconds
-after the first (a plain fork of a process that has used OpenMP, as LightGBM does, can
-deadlock in the child).
+registration report) in a child process (forked from the warm worker where the platform
+allows, so it costs milliseconds), so such a file kills only that child and is refused
+with the reason; the worker and the service keep serving.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from service.registry.validation import CandidateError, validated_report
 Check = Callable[[Path, str, tuple[str, ...]], Any]
 
 DEFAULT_TIMEOUT = 100.0
-PRELOAD = ["service.registry.validation", "service.registration"]
 
 
 def validate_isolated(
@@ -69,24 +66,29 @@ def validate_isolated(
 
 
 def _context() -> Any:
-    """A fork server where the platform has one (its children start with the checks
-    imported and no thread pool inherited), else spawn."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
+    """Fork where the platform can (milliseconds, the child starts warm), else spawn."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
 
 
 def _start(child: Any) -> None:
-    """Start ``child`` even from a process marked daemonic: Celery's pool children are, and
-    multiprocessing refuses them children. This one is always joined (or killed) before
-    :func:`validate_isolated` returns, so it cannot outlive its parent."""
-    config = multiprocessing.current_process()._config  # noqa: SLF001 - see above
+    """Start ``child`` with native thread pools limited to one thread, even from a process
+    marked daemonic.
+
+    A forked child of a process whose OpenMP pool (LightGBM's) has several threads can
+    deadlock in its first parallel region: it inherits the pool's state but not its
+    threads. With the limit at one when it forks, the child never enters the pool (the
+    workers run at one thread anyway). Celery's pool children are marked daemonic, and
+    multiprocessing refuses such a process children; this one is always joined (or
+    killed) before :func:`validate_isolated` returns, so it cannot outlive its parent."""
+    from threadpoolctl import threadpool_limits
+
+    config = multiprocessing.current_process()._config
     daemonic = config.get("daemon")
     config["daemon"] = False
     try:
-        child.start()
+        with threadpool_limits(limits=1):
+            child.start()
     finally:
         config["daemon"] = daemonic
 
