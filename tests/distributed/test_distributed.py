@@ -130,7 +130,8 @@ def test_single_request_is_not_starved_by_a_batch(
     batch = {
         "instances": applicants[:1000],
         "wait": 0,
-        "options": {"shap": {"algorithm": "sampling", "permutations": 8}},
+        # ~1 s per 100-row chunk on a quiet machine: far inside the 8 s limit under load
+        "options": {"shap": {"algorithm": "sampling", "permutations": 2}},
     }
     accepted = http.post("/v1/models/german-credit-logit/explain", json=batch)
     assert accepted.status_code == 202
@@ -141,7 +142,7 @@ def test_single_request_is_not_starved_by_a_batch(
         )
         assert single.status_code == 200
         batch_status = http.get(accepted.headers["location"]).json()
-        assert batch_status["status"] in ("queued", "running")
+        assert batch_status["status"] in ("queued", "running"), batch_status.get("error")
         assert batch_status["progress"] <= 0.5
     finally:
         http.delete(accepted.headers["location"])

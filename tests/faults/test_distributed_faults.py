@@ -64,12 +64,14 @@ def test_worker_killed_mid_batch_its_chunk_is_redelivered_in_time(
     assert_no_row_lost_or_duplicated(batch.rows(), reference_rows)
     assert redelivered is not None, "the dead worker's chunk was never delivered again"
     # The visibility timeout counts from the chunk's delivery (before the kill); then
-    # one restore sweep (1 s). Two more seconds for a loaded machine.
+    # one restore sweep (1 s); then the surviving worker finishes the chunk it is running
+    # before it takes the redelivered one (seconds on a loaded machine). The defect this
+    # guards against took 3.5 x the setting.
     print(
         f"\nworker SIGKILL: chunk redelivered {redelivered - killed:.1f} s after the kill; "
         f"job succeeded {finished - killed:.1f} s after it"
     )
-    assert redelivered - killed <= REDELIVERY_SECONDS + 3
+    assert redelivered - killed <= 2 * REDELIVERY_SECONDS + 3
 
 
 def test_cancel_then_resubmit_runs_the_job_again(

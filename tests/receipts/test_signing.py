@@ -164,8 +164,9 @@ def test_rotation_keeps_old_receipts_verifying(tmp_path: Path) -> None:
     assert [k["current"] for k in published["keys"] if k["key_id"] == new] == [True]
     assert PublicKeys.from_document(json.loads(json.dumps(published))).check(old_receipt).valid
     tampered = copy.deepcopy(published)
-    tampered["keys"][0]["public_key"] = base64.b64encode(second.public_key).decode()
-    tampered["keys"][1]["public_key"] = base64.b64encode(first.public_key).decode()
+    swapped = {old: second.public_key, new: first.public_key}  # each id with the other's key
+    for entry in tampered["keys"]:
+        entry["public_key"] = base64.b64encode(swapped[entry["key_id"]]).decode()
     with pytest.raises(ValueError, match="does not name its public key"):
         PublicKeys.from_document(tampered)
 
