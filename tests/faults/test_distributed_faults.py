@@ -13,17 +13,14 @@ import pytest
 import redis
 
 from service.jobs import redis_keys
-from service.registry.loaded import LoadedModel
 from tests.conftest import ServerProcess
 from tests.distributed.conftest import Cluster
 from tests.faults.conftest import (
     CHUNK,
-    MODEL,
     RECONCILE_SECONDS,
     REDELIVERY_SECONDS,
     assert_no_row_lost_or_duplicated,
     batch_request,
-    checked_reference,
     submit,
 )
 
@@ -50,37 +47,19 @@ def _redelivered_at(
     return min(again, default=None)
 
 
-@pytest.fixture(scope="module")
-def long_workload(applicants: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every applicant four times: 200 chunks. On a fast machine a TreeSHAP chunk takes
-    milliseconds and the 400-row batch is over in 0.3 s, before a kill can land in it."""
-    return applicants * 4
-
-
-@pytest.fixture(scope="module")
-def long_reference_rows(
-    fault_http: httpx.Client,
-    demo_models: dict[str, LoadedModel],
-    long_workload: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
-    model = demo_models[MODEL]
-    direct = list(model.predictions(model.frame(long_workload)))
-    return checked_reference(submit(fault_http, long_workload, seed=1), direct)
-
-
 def test_worker_killed_mid_batch_its_chunk_is_redelivered_in_time(
     fault_cluster: Cluster,
     fault_http: httpx.Client,
-    long_workload: list[dict[str, Any]],
-    long_reference_rows: list[dict[str, Any]],
+    workload: list[dict[str, Any]],
+    reference_rows: list[dict[str, Any]],
 ) -> None:
     """A worker killed between two chunks (it had acknowledged one and not received the
     next) holds nothing to redeliver; then the fault is tried again on a new batch."""
     store = redis.Redis.from_url(fault_cluster.redis.url)
-    chunks = {str(i).encode() for i in range(len(long_workload) // CHUNK)}
+    chunks = {str(i).encode() for i in range(len(workload) // CHUNK)}
     redelivered: float | None = None
     for attempt in range(3):
-        batch = submit(fault_http, long_workload, seed=11 + 100 * attempt)
+        batch = submit(fault_http, workload, seed=11 + 100 * attempt)
         batch.wait_progress(0.1)
         victim = next(w for w in fault_cluster.workers if w.process and w.process.poll() is None)
         unclaimed = chunks - set(store.hkeys(redis_keys.deliveries(batch.job_id)))
@@ -99,7 +78,7 @@ def test_worker_killed_mid_batch_its_chunk_is_redelivered_in_time(
         finished = time.time()
         fault_cluster.add_worker()  # two workers again for the tests after this one
         assert status is not None and status["status"] == "succeeded", status
-        assert_no_row_lost_or_duplicated(batch.rows(), long_reference_rows)
+        assert_no_row_lost_or_duplicated(batch.rows(), reference_rows)
         if redelivered is not None:
             break
     assert redelivered is not None, "in 3 tries the killed worker never held a chunk"
@@ -116,20 +95,20 @@ def test_worker_killed_mid_batch_its_chunk_is_redelivered_in_time(
 
 def test_cancel_then_resubmit_runs_the_job_again(
     fault_http: httpx.Client,
-    long_workload: list[dict[str, Any]],
-    long_reference_rows: list[dict[str, Any]],
+    workload: list[dict[str, Any]],
+    reference_rows: list[dict[str, Any]],
 ) -> None:
-    first = submit(fault_http, long_workload, seed=12)
+    first = submit(fault_http, workload, seed=12)
     first.wait_progress(0.1)
     assert fault_http.delete(f"/v1/jobs/{first.job_id}").json()["status"] == "cancelled"
     resent = time.monotonic()
-    again = submit(fault_http, long_workload, seed=12)
+    again = submit(fault_http, workload, seed=12)
     assert again.job_id == first.job_id  # the same request is the same job, run anew
     final = again.final(timeout=120)
     assert final["status"] == "succeeded", final
     print(f"\ncancel + resubmit: succeeded {time.monotonic() - resent:.1f} s after resubmission")
     # Leftover messages of the cancelled submission were ignored, not counted twice.
-    assert_no_row_lost_or_duplicated(again.rows(), long_reference_rows)
+    assert_no_row_lost_or_duplicated(again.rows(), reference_rows)
     cancelled_again = fault_http.delete(f"/v1/jobs/{first.job_id}").json()
     assert cancelled_again["status"] == "succeeded"  # a finished job stays finished
 
@@ -142,16 +121,16 @@ def test_cancel_then_resubmit_runs_the_job_again(
 def test_redis_dies_mid_batch_and_no_job_is_lost(
     fault_cluster: Cluster,
     fault_http: httpx.Client,
-    long_workload: list[dict[str, Any]],
-    long_reference_rows: list[dict[str, Any]],
+    workload: list[dict[str, Any]],
+    reference_rows: list[dict[str, Any]],
     how: signal.Signals,
     down: float,
 ) -> None:
-    batch = submit(fault_http, long_workload, seed=100 + 10 * int(down) + int(how))
+    batch = submit(fault_http, workload, seed=100 + 10 * int(down) + int(how))
     batch.wait_progress(0.25)
     fault_cluster.redis.kill(how)
     try:
-        refused = fault_http.post(EXPLAIN, json=batch_request(long_workload[:1], 99))
+        refused = fault_http.post(EXPLAIN, json=batch_request(workload[:1], 99))
         assert refused.status_code == 503 and "Redis is unavailable" in refused.text
         time.sleep(down)
     finally:
@@ -159,7 +138,7 @@ def test_redis_dies_mid_batch_and_no_job_is_lost(
     back = time.monotonic()
     final = batch.final(timeout=120)
     assert final["status"] == "succeeded", final
-    assert_no_row_lost_or_duplicated(batch.rows(), long_reference_rows)
+    assert_no_row_lost_or_duplicated(batch.rows(), reference_rows)
     print(
         f"\nRedis {how.name} {down:g} s: progress again {batch.resumed_after(back):.1f} s and "
         f"succeeded {time.monotonic() - back:.1f} s after Redis was back"
@@ -171,8 +150,8 @@ def test_redis_dies_mid_batch_and_no_job_is_lost(
 def test_the_job_survives_its_gateway(
     fault_cluster: Cluster,
     fault_http: httpx.Client,
-    long_workload: list[dict[str, Any]],
-    long_reference_rows: list[dict[str, Any]],
+    workload: list[dict[str, Any]],
+    reference_rows: list[dict[str, Any]],
 ) -> None:
     """Accepted by a second gateway that is then SIGKILLed: the job runs on, and the
     first gateway serves its status and result."""
@@ -180,9 +159,9 @@ def test_the_job_survives_its_gateway(
     doomed = ServerProcess(fault_cluster.folder / "models", env).start()
     try:
         with httpx.Client(base_url=doomed.url, timeout=60) as other:
-            accepted = other.post(EXPLAIN, json=batch_request(long_workload, seed=40))
+            accepted = other.post(EXPLAIN, json=batch_request(workload, seed=40))
         assert accepted.status_code == 202, accepted.text
-        batch = submit(fault_http, long_workload, seed=40)  # the same job, seen from here
+        batch = submit(fault_http, workload, seed=40)  # the same job, seen from here
         assert batch.job_id == accepted.json()["job_id"]
         batch.wait_progress(0.2)
         assert doomed.process is not None
@@ -191,7 +170,7 @@ def test_the_job_survives_its_gateway(
         killed = time.monotonic()
         final = batch.final(timeout=120)
         assert final["status"] == "succeeded", final
-        assert_no_row_lost_or_duplicated(batch.rows(), long_reference_rows)
+        assert_no_row_lost_or_duplicated(batch.rows(), reference_rows)
         print(
             f"\ngateway SIGKILL: progress again {batch.resumed_after(killed):.1f} s and "
             f"succeeded {time.monotonic() - killed:.1f} s after the kill"

@@ -29,8 +29,8 @@ def test_pool_process_killed_mid_batch_its_chunk_runs_again(
     workload: list[dict[str, Any]],
     direct_predictions: list[dict[str, Any]],
 ) -> None:
-    """The session's embedded server: two pool processes, chunks of 250 rows (two
-    chunks, one per process); one process is SIGKILLed while both run."""
+    """The session's embedded server: two pool processes, chunks of 250 rows (16 chunks,
+    so both processes stay busy); one process is SIGKILLed while both run."""
     reference = checked_reference(submit(client, workload, seed=1), direct_predictions)
     batch = submit(client, workload, seed=2)
     deadline = time.monotonic() + 60
