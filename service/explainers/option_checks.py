@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from service.errors import Issue
+from service.explainers.anchor_bins import cut_point_issues
 from service.explainers.shap.exact import MAX_FEATURES as EXACT_MAX_FEATURES
 from service.registry.manifest import Feature, FeatureType, Manifest, Task
 
@@ -50,6 +51,8 @@ def request_issues(
             )
         if method == "shap" and opts is not None:
             issues += shap_issues(manifest, opts.algorithm, shap_algorithm)
+        if method == "anchor" and opts is not None:
+            issues += cut_point_issues(manifest, opts.cut_points)
         if method == "counterfactual":
             if importlib.util.find_spec("dice_ml") is None:
                 issues.append(Issue(("body", "methods"), "counterfactuals need dice-ml installed"))

@@ -24,7 +24,7 @@ from service.errors import (
     WorkerLostError,
     error_from_payload,
 )
-from service.explainers.anchor_bins import check_cut_points
+from service.explainers.base import MethodOptions
 from service.explainers.crosscheck import FaithfulnessOptions
 from service.explainers.global_.check import check_request
 from service.explainers.option_checks import request_issues
@@ -176,10 +176,7 @@ class DataPlane:
         self, name: str, version_id: str | None, body: schemas.ExplainRequest, caller: Caller
     ) -> Outcome:
         version, instances = await self.checked_instances(name, version_id, body.instances)
-        methods, options = explain_work(body)
-        if "anchor" in methods and body.options.anchor is not None:
-            check_cut_points(version.manifest, body.options.anchor.cut_points)
-        parsed = {m: getattr(body.options, m, None) or _default_options(m) for m in methods}
+        methods, parsed, options = explain_work(body)
         described = self.descriptions.get(version.version_id) or {}
         issues = request_issues(version.manifest, methods, parsed, described.get("shap_algorithm"))
         if issues:
@@ -495,13 +492,15 @@ def job_header(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def explain_work(body: schemas.ExplainRequest) -> tuple[list[str], dict[str, Any]]:
-    """The methods and the full options of an explain request (its content key is over
-    these, the seed and the validated instances)."""
+def explain_work(
+    body: schemas.ExplainRequest,
+) -> tuple[list[str], dict[str, MethodOptions], dict[str, Any]]:
+    """The methods of an explain request, each method's parsed options (defaults filled
+    in), and the full options as plain data (its content key is over these, the seed and
+    the validated instances)."""
     methods = list(dict.fromkeys(body.methods))
-    options: dict[str, Any] = {
-        m: (getattr(body.options, m, None) or _default_options(m)).model_dump() for m in methods
-    }
+    parsed = {m: getattr(body.options, m, None) or _default_options(m) for m in methods}
+    options: dict[str, Any] = {m: parsed[m].model_dump() for m in methods}
     deletion = body.options.faithfulness
     if deletion is True:
         deletion = FaithfulnessOptions()
@@ -509,7 +508,7 @@ def explain_work(body: schemas.ExplainRequest) -> tuple[list[str], dict[str, Any
         "agreement_k": body.options.agreement_k,
         "faithfulness": deletion.model_dump() if deletion else None,
     }
-    return methods, options
+    return methods, parsed, options
 
 
 def _default_options(method: str) -> Any:

@@ -25,32 +25,37 @@ MAX_BODY, MAX_UPLOAD = 1 << 20, 4 << 20
 PUBLIC_ROUTES = {"/healthz", "/readyz", "/metrics", "/", "/dashboard"}
 
 
+KEYED_ENV = {
+    "XAI_API_KEYS": json.dumps(KEYS),
+    "XAI_MAX_BODY_BYTES": str(MAX_BODY),
+    "XAI_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+}
+
+
 @pytest.fixture(scope="module")
 def keyed_server(models_dir: Path) -> Iterator[ServerProcess]:
-    env = {
-        "XAI_API_KEYS": json.dumps(KEYS),
-        "XAI_MAX_BODY_BYTES": str(MAX_BODY),
-        "XAI_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-    }
-    process = ServerProcess(models_dir, env)
+    process = ServerProcess(models_dir, KEYED_ENV).start()
     yield process
     process.stop()
 
 
-def test_readiness_is_503_until_models_are_loaded(keyed_server: ServerProcess) -> None:
-    assert keyed_server.process is None
+def test_readiness_is_503_until_models_are_loaded(models_dir: Path) -> None:
+    server = ServerProcess(models_dir, KEYED_ENV)
     seen: list[int] = []
-    keyed_server.start_process()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            seen.append(httpx.get(f"{keyed_server.url}/readyz", timeout=2).status_code)
-        except httpx.TransportError:
+    try:
+        server.start_process()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                seen.append(httpx.get(f"{server.url}/readyz", timeout=2).status_code)
+            except httpx.TransportError:
+                time.sleep(0.05)
+                continue
+            if seen[-1] == 200:
+                break
             time.sleep(0.05)
-            continue
-        if seen[-1] == 200:
-            break
-        time.sleep(0.05)
+    finally:
+        server.stop()
     assert seen[0] == 503 and seen[-1] == 200
     assert set(seen) == {503, 200}
 

@@ -231,7 +231,7 @@ def test_the_offline_id_oracle_no_longer_works(
     guesses = {}
     for age in range(19, 76):
         guess = {**applicant, "age_in_years": age}
-        methods, options = explain_work(ExplainRequest(instances=[guess], methods=["shap"]))
+        methods, _, options = explain_work(ExplainRequest(instances=[guess], methods=["shap"]))
         instances = validate_instances(manifest, [guess])
         guesses[age] = content_key(
             content_hash, "explain", methods, {"seed": None, **options}, instances
