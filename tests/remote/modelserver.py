@@ -19,7 +19,7 @@ import sklearn
 
 from tests.conftest import ROOT, free_port
 
-VENV = Path(os.environ.get("XAI_MLSERVER_VENV", ROOT / ".tmp" / "mlserver-venv"))
+VENV = Path(os.environ.get("XAI_MLSERVER_VENV") or ROOT / ".tmp" / "mlserver-venv")  # empty: unset
 STARTUP_SECONDS = 180
 
 
