@@ -22,6 +22,7 @@ from service.errors import InvalidRequestError, Issue
 from service.registry.catalogue import category_reason_problem, code_conflicts, cut_points_problem
 from service.registry.manifest_text import load_document
 from service.registry.notice import template_problem
+from service.registry.placeholders import placeholder_issues_in
 from service.registry.remote.spec import RemoteArtifact
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -388,8 +389,13 @@ def parse_manifest(text: str | bytes, loc: tuple[str | int, ...] = ("manifest",)
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
+        # A draft's placeholders are reported all at once, in place of the errors they cause
+        # (a placeholder favourable_class is not one of the classes).
+        placeholders = placeholder_issues_in(raw, loc)
+        at_placeholder = {issue.loc for issue in placeholders}
+        issues = [Issue((*loc, *_untagged(e["loc"])), e["msg"], e["type"]) for e in exc.errors()]
         raise InvalidRequestError(
-            [Issue((*loc, *_untagged(e["loc"])), e["msg"], e["type"]) for e in exc.errors()]
+            placeholders + [issue for issue in issues if issue.loc not in at_placeholder]
         ) from exc
 
 

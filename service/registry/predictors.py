@@ -18,6 +18,14 @@ from service.registry.columns import column_features
 from service.registry.manifest import FeatureType, Manifest, Task
 
 
+class ManifestMismatchError(ValueError):
+    """The artifact loaded but disagrees with the manifest at ``loc`` (a manifest field)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 @dataclass(frozen=True)
 class LinearView:
     """A model that is linear in its design matrix: margin = design @ coef + intercept."""
@@ -85,14 +93,19 @@ class SklearnPredictor(Predictor):
         if self.is_classifier:
             classes = [str(c) for c in getattr(model, "classes_", [])]
             if sorted(classes) != sorted(manifest.classes or []):
-                raise ValueError(f"model classes {classes} differ from manifest {manifest.classes}")
+                raise ManifestMismatchError(
+                    ("classes",),
+                    f"the model's classes_ {classes} differ from the manifest's classes "
+                    f"{manifest.classes} (the same labels are required, in any order)",
+                )
             declared = manifest.artifact.positive_class
             if declared is not None and declared != classes[1]:
-                raise ValueError(
+                raise ManifestMismatchError(
+                    ("artifact", "positive_class"),
                     f"artifact.positive_class '{declared}' is not the class this model scores: a "
                     f"scikit-learn model's classes come from its classes_ {classes} and it "
                     f"scores classes_[1] '{classes[1]}'; remove positive_class or set it to "
-                    f"'{classes[1]}'"
+                    f"'{classes[1]}'",
                 )
             self.favourable_index = classes.index(str(manifest.favourable_class))
             # decision_function and tree/linear raw outputs are for classes_[1].
@@ -191,9 +204,10 @@ class CodedPredictor(Predictor):
         if not names or list(names) == [f"Column_{i}" for i in range(len(names))]:
             return  # unnamed (LightGBM names unnamed columns Column_<i>)
         if list(names) != self.manifest.feature_names:
-            raise ValueError(
+            raise ManifestMismatchError(
+                ("features",),
                 f"booster features {list(names)} differ from the manifest features "
-                f"{self.manifest.feature_names} (same names in the same order are required)"
+                f"{self.manifest.feature_names} (same names in the same order are required)",
             )
 
     def _sign(self) -> float:

@@ -3,7 +3,6 @@ predictions, the orientation of a classifier's score and its quality on labelled
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from service.registry.artifacts import UnsafeArtifactError, load_predictor
 from service.registry.datafiles import CheckedData, DataFileError, check_data_file
 from service.registry.load_errors import detail, load_failure
 from service.registry.manifest import DataFile, Manifest, Task, parse_manifest
-from service.registry.predictors import Predictor
+from service.registry.placeholders import placeholder_issues_in
+from service.registry.predictors import ManifestMismatchError, Predictor
 from service.registry.report import (
     DataFileReport,
     DataRole,
@@ -27,8 +27,6 @@ from service.registry.report import (
 )
 from service.registry.schema import MAX_ISSUES
 from service.registry.store import MANIFEST_FILE
-
-PLACEHOLDER = re.compile(r"\s*TODO\b")  # as `manifest draft` writes them: "TODO: ..."
 
 
 class CandidateError(ValueError):
@@ -120,32 +118,7 @@ def _data_files(folder: Path, manifest: Manifest) -> dict[str, CheckedData]:
 
 def placeholder_issues(manifest: Manifest) -> list[Issue]:
     """Every text still a ``TODO`` placeholder (as ``manifest draft`` writes them)."""
-    issues: list[Issue] = []
-    features = manifest.feature_names
-
-    def walk(value: Any, loc: tuple[str | int, ...]) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, (*loc, key))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, (*loc, index))
-        elif isinstance(value, str) and PLACEHOLDER.match(value):
-            field = ".".join(map(str, loc))
-            if loc[:1] == ("features",) and len(loc) > 2:
-                owner = f"feature '{features[int(loc[1])]}': {'.'.join(map(str, loc[2:]))}"
-            else:
-                owner = field
-            issues.append(
-                Issue(
-                    ("manifest", *loc),
-                    f"{owner} is still a placeholder ({value!r}); write it before registering",
-                    "placeholder",
-                )
-            )
-
-    walk(manifest.model_dump(mode="json", exclude_none=True), ())
-    return issues
+    return placeholder_issues_in(manifest.model_dump(mode="json", exclude_none=True))
 
 
 def _load(manifest: Manifest, folder: Path, source: str, extra_trusted: Iterable[str]) -> Predictor:
@@ -154,6 +127,10 @@ def _load(manifest: Manifest, folder: Path, source: str, extra_trusted: Iterable
         return load_predictor(manifest, artifact, source, extra_trusted)
     except UnsafeArtifactError:
         raise
+    except ManifestMismatchError as exc:
+        raise InvalidRequestError(
+            [Issue(("manifest", *exc.loc), str(exc), "manifest_mismatch")]
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
         raise CandidateError(load_failure(manifest.artifact.format, artifact, exc)) from exc
 

@@ -234,3 +234,30 @@ def test_only_todo_placeholders_are_refused() -> None:
             "write it before registering",
         ),
     ]
+
+
+def test_a_drafts_placeholders_are_refused_together_the_favourable_class_included() -> None:
+    from service.errors import InvalidRequestError
+
+    from .toy import manifest_dict
+
+    spec = manifest_dict("toy", "xgboost-json")
+    spec["favourable_class"] = "TODO: bad or good"
+    spec["features"][0]["reason"]["statement"] = "TODO: say why"
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_manifest(yaml.safe_dump(spec))
+    # Not "favourable_class must be one of classes", then the statements in a second round.
+    assert [(i.loc, i.msg, i.type) for i in caught.value.issues] == [
+        (
+            ("manifest", "favourable_class"),
+            "favourable_class is still a placeholder ('TODO: bad or good'); write it before "
+            "registering",
+            "placeholder",
+        ),
+        (
+            ("manifest", "features", 0, "reason", "statement"),
+            "feature 'income': reason.statement is still a placeholder ('TODO: say why'); "
+            "write it before registering",
+            "placeholder",
+        ),
+    ]

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from service.errors import NotFoundError
+from service.errors import InvalidRequestError, NotFoundError
 from service.registry.artifacts import (
     TRUSTED_SKOPS_TYPES,
     UnsafeArtifactError,
@@ -39,6 +39,7 @@ from .toy import (
     ROOT,
     Candidate,
     cli_register,
+    codes,
     finish,
     manifest_dict,
     parse_cli,
@@ -280,8 +281,43 @@ def test_a_corrupted_artifact_is_a_candidate_error(tmp_path: Path, fmt: str) -> 
 
 def test_classes_that_differ_from_the_manifest_are_refused(tmp_path: Path) -> None:
     candidate = sklearn_candidate(tmp_path, pipeline(), classes=("bad", "fine"), favourable="fine")
-    with pytest.raises(CandidateError, match=r"model classes \['bad', 'good'\] differ"):
+    with pytest.raises(InvalidRequestError) as caught:
         validate_candidate(candidate.folder, "http")
+    # The artifact loaded: the manifest's classes are what to fix, not the file.
+    assert [(i.loc, i.msg, i.type) for i in caught.value.issues] == [
+        (
+            ("manifest", "classes"),
+            "the model's classes_ ['bad', 'good'] differ from the manifest's classes "
+            "['bad', 'fine'] (the same labels are required, in any order)",
+            "manifest_mismatch",
+        )
+    ]
+
+
+def test_a_booster_with_its_features_in_another_order_is_refused_at_the_features(
+    tmp_path: Path,
+) -> None:
+    import xgboost
+
+    data = synthetic_data()
+    shuffled = [FEATURES[1], FEATURES[0], FEATURES[2]]
+    matrix = xgboost.DMatrix(
+        codes(data)[:, [1, 0, 2]],
+        label=(data["outcome"] == "good").to_numpy(dtype=float),
+        feature_names=shuffled,
+    )
+    booster = xgboost.train({"objective": "binary:logistic", "nthread": 1}, matrix, 3)
+    write_candidate(tmp_path, manifest_dict("toy", "xgboost-json"), data)
+    booster.save_model(str(tmp_path / "model.json"))
+    with pytest.raises(InvalidRequestError) as caught:
+        validate_candidate(tmp_path, "http")
+    assert [(i.loc, i.msg) for i in caught.value.issues] == [
+        (
+            ("manifest", "features"),
+            f"booster features {shuffled} differ from the manifest features {FEATURES} "
+            "(same names in the same order are required)",
+        )
+    ]
 
 
 def test_model_inputs_that_differ_from_the_features_are_refused(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from service.errors import InvalidRequestError
 from service.registration import candidate_model
-from service.registry.validation import CandidateError, validate_candidate
+from service.registry.validation import validate_candidate
 
 from .test_loading import pipeline
 from .toy import (
@@ -202,12 +202,12 @@ def test_a_scikit_learn_positive_class_must_be_its_classes_1(tmp_path: Path) -> 
     data = synthetic_data()
     fitted = pipeline()
     folder = write(tmp_path, "skops", fitted, data, ["bad", "good"], "good", positive="bad")
-    with pytest.raises(CandidateError) as caught:
+    with pytest.raises(InvalidRequestError) as caught:
         validate_candidate(folder, "http")
-    assert "artifact.positive_class 'bad' is not the class this model scores" in str(caught.value)
-    assert "scores classes_[1] 'good'; remove positive_class or set it to 'good'" in str(
-        caught.value
-    )
+    (issue,) = caught.value.issues
+    assert issue.loc == ("manifest", "artifact", "positive_class")
+    assert "artifact.positive_class 'bad' is not the class this model scores" in issue.msg
+    assert "scores classes_[1] 'good'; remove positive_class or set it to 'good'" in issue.msg
 
 
 def test_without_evaluation_data_the_reference_labels_check_it(tmp_path: Path) -> None:
