@@ -346,7 +346,8 @@ def test_lightgbm_native_categorical_splits_are_explained_exactly(tmp_path: Path
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
 def test_booster_feature_order_must_match_the_manifest(tmp_path: Path, library: str) -> None:
     """A booster trained on [debt_ratio, income, housing] with a manifest listing income
-    first: registration must refuse it (or the service must reorder the columns)."""
+    first is refused at manifest.features; listed in the booster's order, it serves the
+    booster's own scores."""
     import lightgbm
     import xgboost
 
@@ -383,10 +384,17 @@ def test_booster_feature_order_must_match_the_manifest(tmp_path: Path, library: 
             return booster.predict(codes(frame)[:, [1, 0, 2]], raw_score=True)
 
     booster.save_model(str(artifact))
-    try:
+    with pytest.raises(InvalidRequestError) as refused:
         validate_candidate(folder, "cli")
-    except ValueError:
-        return  # refused at registration: fine
+    (issue,) = refused.value.issues
+    assert issue.loc == ("manifest", "features")
+    assert issue.type == "manifest_mismatch"
+    assert "debt_ratio', 'income', 'housing" in issue.msg
+    # the same booster under a manifest listing its features in its order serves its scores
+    spec["features"] = [spec["features"][1], spec["features"][0], spec["features"][2]]
+    write_candidate(folder, spec, data)
+    booster.save_model(str(artifact))
+    validate_candidate(folder, "cli")
     version, _ = ModelStore(tmp_path / "models").register(
         (folder / "manifest.yaml").read_bytes(),
         {
