@@ -37,6 +37,10 @@ class LinearView:
 class Predictor(ABC):
     """A loaded model behind the manifest's raw features."""
 
+    # True when each row scored costs far more than finding repeated rows (a remote
+    # endpoint): explainers that know how their frames repeat then send each row once.
+    prefers_distinct_rows = False
+
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.is_classifier = manifest.task is Task.binary_classification

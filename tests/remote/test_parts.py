@@ -11,13 +11,16 @@ import pandas as pd
 import pytest
 
 from service.errors import InvalidRequestError
+from service.explainers.shap.permutation import PermutationShap
+from service.registry.distinct import distinct_coded_rows, distinct_rows
+from service.registry.loaded import LoadedModel
 from service.registry.manifest import Manifest, parse_manifest
+from service.registry.predictors import Predictor
 from service.registry.remote import status
 from service.registry.remote.codec import Codec, MalformedResponse
-from service.registry.remote.dedup import distinct_rows
 from service.registry.remote.fingerprint import Fingerprint
 from service.registry.remote.outputs import OutputReader
-from tests.remote.conftest import demo_manifest, remote_manifest
+from tests.remote.conftest import Opaque, demo_manifest, remote_manifest
 
 NAME = "german-credit"
 
@@ -145,3 +148,64 @@ def test_the_endpoint_state_is_shared_through_the_repository(tmp_path: Path) -> 
     status.record(version, status.EndpointState.changed, "answers differ")
     assert status.read(version)["state"] == "changed"
     assert status.status_file(version).parent.parent.name == ".remote-status"
+
+
+def test_coded_rows_are_exact() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(25):
+        n = int(rng.integers(32, 3000))
+        frame = pd.DataFrame(
+            {
+                f"c{j}": rng.integers(0, rng.integers(1, 6), n).astype(float)
+                if j % 2
+                else pd.Series(rng.choice(list("abc"), n)).astype(str)
+                for j in range(int(rng.integers(1, 40)))
+            }
+        )
+        factorized = [pd.factorize(frame[c], use_na_sentinel=False) for c in frame.columns]
+        coded = distinct_coded_rows([(c, len(u)) for c, u in factorized], n)
+        unique = frame.drop_duplicates().reset_index(drop=True)
+        if coded is None:
+            assert len(unique) == n
+            continue
+        first, inverse = coded
+        distinct = frame.iloc[first].reset_index(drop=True)
+        pd.testing.assert_frame_equal(distinct, unique)  # the same rows, first-seen order
+        pd.testing.assert_frame_equal(distinct.iloc[inverse].reset_index(drop=True), frame)
+
+
+class _Recording(Opaque):
+    """A local model seen through its scores, keeping every frame it is asked to score."""
+
+    def __init__(self, inner: Predictor, distinct: bool) -> None:
+        super().__init__(inner)
+        self.prefers_distinct_rows = distinct
+        self.frames: list[pd.DataFrame] = []
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        self.frames.append(frame)
+        return super().margin(frame)
+
+
+@pytest.mark.parametrize("name", ["german-credit", "german-credit-logit"])
+def test_sampling_shap_sends_each_hybrid_row_once_when_rows_are_dear(
+    demo_models: dict[str, LoadedModel], name: str
+) -> None:
+    """A predictor that prefers distinct rows (a remote one) is sent the very rows the
+    remote predictor's own de-duplication would send, and the estimate is unchanged."""
+    model = demo_models[name]
+    background = model.reference.iloc[:50]
+    row = model.reference.iloc[[120]]
+    estimates, sent = {}, {}
+    for distinct in (False, True):
+        predictor = _Recording(model.predictor, distinct)
+        engine = PermutationShap(predictor, background, "log_odds", permutations=16)
+        estimates[distinct] = engine.explain_row(row, seed=7)
+        sent[distinct] = predictor.frames[-1]
+    everything, _ = distinct_rows(sent[False])
+    assert len(sent[True]) == len(everything) < len(sent[False]) / 2
+    assert not sent[True].duplicated().any()
+    pd.testing.assert_frame_equal(sent[True], everything)
+    np.testing.assert_array_equal(estimates[True].values, estimates[False].values)
+    np.testing.assert_array_equal(estimates[True].std_error, estimates[False].std_error)
+    assert estimates[True].base_value == estimates[False].base_value

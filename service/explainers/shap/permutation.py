@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from service.explainers.shap.attribution import Attributions
+from service.registry.distinct import distinct_coded_rows
 from service.registry.predictors import Predictor
 
 DEFAULT_BACKGROUND_ROWS = 50
@@ -26,6 +27,7 @@ class PermutationShap:
         self.predictor, self.space, self.permutations = predictor, space, permutations
         self.background = background.reset_index(drop=True)
         self.rows = len(self.background)
+        self._background_codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.base_value = float(np.mean(predictor.output(self.background, space)))
 
     def explain_row(self, row: pd.DataFrame, seed: int) -> Attributions:
@@ -61,10 +63,39 @@ class PermutationShap:
         n_perm, n_steps, n_features = take_instance.shape
         n_bg = len(self.background)
         mask = np.repeat(take_instance.reshape(-1, n_features), n_bg, axis=0)
+        background_row = np.tile(np.arange(n_bg), n_perm * n_steps)
+        kept: np.ndarray | slice = slice(None)
+        inverse = None
+        if self.predictor.prefers_distinct_rows:
+            found = self._distinct(row, mask, background_row)
+            if found is not None:
+                kept, inverse = found
         hybrid = {}
         for j, name in enumerate(row.columns):
-            background = np.tile(self.background[name].to_numpy(), n_perm * n_steps)
-            hybrid[name] = np.where(mask[:, j], row[name].iloc[0], background)
+            background = self.background[name].to_numpy()[background_row[kept]]
+            hybrid[name] = np.where(mask[kept, j], row[name].iloc[0], background)
         frame = pd.DataFrame(hybrid).astype(self.background.dtypes.to_dict())
         out = self.predictor.output(frame, self.space)
+        if inverse is not None:
+            out = out[inverse]
         return out.reshape(n_perm, n_steps, n_bg).mean(axis=2)
+
+    def _distinct(
+        self, row: pd.DataFrame, mask: np.ndarray, background_row: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The distinct hybrid rows, found from the codes of each column's few candidate
+        values (the background's and the instance's) rather than by hashing every cell."""
+        if self._background_codes is None:
+            self._background_codes = {
+                name: pd.factorize(self.background[name].to_numpy(), use_na_sentinel=False)
+                for name in self.background.columns
+            }
+        coded = []
+        for j, name in enumerate(row.columns):
+            codes, uniques = self._background_codes[name]
+            # the instance's code: a background value's when equal to one, else a new one
+            candidates = np.append(uniques, row[name].iloc[0])
+            instance = pd.factorize(candidates, use_na_sentinel=False)[0][-1]
+            column = np.where(mask[:, j], instance, codes[background_row])
+            coded.append((column, len(candidates)))
+        return distinct_coded_rows(coded, len(mask))

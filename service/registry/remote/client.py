@@ -39,6 +39,7 @@ class CallStats:
     requests: int = 0  # answered requests
     rows: int = 0  # rows in them
     retries: int = 0
+    codec_seconds: float = 0.0  # encoding requests and decoding answers, summed over threads
 
 
 class _Fatal(Exception):
@@ -89,7 +90,9 @@ class RemoteClient:
 
     # --- one request, retried
     def _call(self, frame: pd.DataFrame) -> np.ndarray:
+        encoding = time.perf_counter()
         body = self.codec.encode(frame)
+        self._count_codec(time.perf_counter() - encoding)
         http = self._ensure()
         started = time.monotonic()
         deadline = policy.call_deadline(self.retry_seconds)
@@ -133,12 +136,18 @@ class RemoteClient:
             raise _Retryable(f"HTTP {response.status_code}: {_detail(response)}")
         if response.status_code != 200:
             raise _Fatal(f"HTTP {response.status_code}: {_detail(response)}")
+        decoding = time.perf_counter()
         values = self.codec.decode(response.content, rows)
+        self._count_codec(time.perf_counter() - decoding)
         self.check(values)
         with self._lock:
             self.stats.requests += 1
             self.stats.rows += rows
         return values
+
+    def _count_codec(self, seconds: float) -> None:
+        with self._lock:
+            self.stats.codec_seconds += seconds
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}

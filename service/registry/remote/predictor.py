@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from service.registry.distinct import distinct_rows
 from service.registry.manifest import Manifest
 from service.registry.predictors import Predictor
 from service.registry.remote import policy, status
 from service.registry.remote.client import RemoteClient
 from service.registry.remote.codec import Codec
-from service.registry.remote.dedup import distinct_rows
 from service.registry.remote.errors import ModelChangedError, RemoteUnavailableError
 from service.registry.remote.fingerprint import Fingerprint
 from service.registry.remote.outputs import OutputReader
@@ -37,6 +37,8 @@ PIGGYBACK_ROWS = 256  # from this size the check rows ride along in the same req
 
 
 class RemotePredictor(Predictor):
+    prefers_distinct_rows = True
+
     def __init__(
         self,
         manifest: Manifest,

@@ -9,6 +9,8 @@ hold no repeat (LIME's random samples) is sent as it is, without the full compar
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -31,16 +33,37 @@ def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]
     return frame.iloc[first].reset_index(drop=True), inverse.astype(np.int64)
 
 
+def distinct_coded_rows(
+    columns: Iterable[tuple[np.ndarray, int]], rows: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """For rows given as per-column integer codes (each ``(codes, count)`` with
+    0 <= codes < count, equal codes exactly for equal values): (the first row of each
+    distinct row, in first-seen order; the index of each row's distinct row), or None
+    when every row is distinct (always compared in full: no probe)."""
+    inverse = _dense_keys(columns, rows)
+    if len(inverse) == 0 or inverse.max() == rows - 1:
+        return None
+    first = np.unique(inverse, return_index=True)[1]
+    return first, inverse.astype(np.int64)
+
+
 def _row_keys(frame: pd.DataFrame) -> np.ndarray:
     """An integer per row, equal exactly when the rows are equal (dense: 0..distinct-1
     in first-seen order)."""
-    key = np.zeros(len(frame), dtype=np.int64)
+    factorized = (
+        pd.factorize(frame[name], sort=False, use_na_sentinel=False) for name in frame.columns
+    )
+    return _dense_keys(((codes, len(uniques)) for codes, uniques in factorized), len(frame))
+
+
+def _dense_keys(columns: Iterable[tuple[np.ndarray, int]], rows: int) -> np.ndarray:
+    """Per-column codes combined in mixed radix into one dense key per row."""
+    key = np.zeros(rows, dtype=np.int64)
     size = 1  # key < size
-    for name in frame.columns:
-        codes, uniques = pd.factorize(frame[name], sort=False, use_na_sentinel=False)
-        if size * len(uniques) >= KEY_LIMIT:  # renumber the key densely before it overflows
+    for codes, count in columns:
+        if size * count >= KEY_LIMIT:  # renumber the key densely before it overflows
             key, seen = pd.factorize(key, sort=False)
             size = len(seen)
-        key = key * len(uniques) + codes
-        size *= len(uniques)
+        key = key * count + codes
+        size *= count
     return pd.factorize(key, sort=False)[0]
