@@ -26,11 +26,11 @@ def distinct_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]
         return frame, None
     if len(frame) > 4 * PROBE_ROWS and _row_keys(frame.iloc[:PROBE_ROWS]).max() == PROBE_ROWS - 1:
         return frame, None  # e.g. LIME's samples: no repeats among the first rows
-    inverse = _row_keys(frame)
-    if inverse.max() == len(frame) - 1:
+    found = distinct_coded_rows(_factorized(frame), len(frame))
+    if found is None:
         return frame, None
-    first = np.unique(inverse, return_index=True)[1]
-    return frame.iloc[first].reset_index(drop=True), inverse.astype(np.int64)
+    first, inverse = found
+    return frame.iloc[first].reset_index(drop=True), inverse
 
 
 def distinct_coded_rows(
@@ -50,10 +50,14 @@ def distinct_coded_rows(
 def _row_keys(frame: pd.DataFrame) -> np.ndarray:
     """An integer per row, equal exactly when the rows are equal (dense: 0..distinct-1
     in first-seen order)."""
-    factorized = (
-        pd.factorize(frame[name], sort=False, use_na_sentinel=False) for name in frame.columns
-    )
-    return _dense_keys(((codes, len(uniques)) for codes, uniques in factorized), len(frame))
+    return _dense_keys(_factorized(frame), len(frame))
+
+
+def _factorized(frame: pd.DataFrame) -> Iterable[tuple[np.ndarray, int]]:
+    """Each column's (codes, number of distinct values), missing values one value."""
+    for name in frame.columns:
+        codes, uniques = pd.factorize(frame[name], sort=False, use_na_sentinel=False)
+        yield codes, len(uniques)
 
 
 def _dense_keys(columns: Iterable[tuple[np.ndarray, int]], rows: int) -> np.ndarray:
