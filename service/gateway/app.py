@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from service import __version__
 from service.gateway.dataplane import DataPlane
 from service.gateway.decisions import Decisions
-from service.gateway.documents import assemble
+from service.gateway.documents import assemble, splice
 from service.gateway.errors import install_error_handlers
 from service.gateway.gate import AuthGate
 from service.gateway.handles import Handles, server_secret
@@ -135,7 +135,7 @@ def job_backend(settings: Settings) -> JobBackend:
     if settings.redis_url:
         from service.jobs.distributed import RedisJobs
 
-        return RedisJobs(settings, assemble)
+        return RedisJobs(settings, assemble, splice)
     from service.jobs.executor import EmbeddedExecutor
     from service.jobs.manager import EmbeddedJobs
 

@@ -92,4 +92,9 @@ def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     return check
 
 
-CurrentCaller = Annotated[Caller, Depends(caller_of)]
+async def current_caller(request: Request) -> Caller:
+    """Dependency: :func:`caller_of` (async: FastAPI runs a sync dependency in a thread)."""
+    return caller_of(request)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]

@@ -302,10 +302,9 @@ class DataPlane:
             tenant=tenant,
             cache_key=key,
         )
-        cached = await self.jobs.cached(key)
+        cached, before = await self.jobs.lookup(key, job_id)
         if cached is not None and not endpoint_changed(version):
             self.cache_hits += 1
-            before = await self.jobs.view(job_id)
             repeat = before is not None and before.state is JobState.succeeded
             if not repeat:
                 await self.jobs.record_cached(view, cached)
@@ -333,9 +332,8 @@ class DataPlane:
             for i in range(0, max(len(instances), 1), size)
         ]
         queue = queue or (INTERACTIVE if len(specs) == 1 else BATCH)
-        await self.jobs.submit(view, specs, header, queue)
-        budget = self.settings.default_wait if wait is None else wait
-        current = await self.jobs.wait(job_id, min(budget, self.settings.max_wait))
+        budget = min(self.settings.default_wait if wait is None else wait, self.settings.max_wait)
+        current = await self.jobs.run(view, specs, header, queue, budget)
         if current is not None and current.state.finished:
             return await self._finished(current)
         state = current or view

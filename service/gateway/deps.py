@@ -12,7 +12,7 @@ from service.gateway.dataplane import DataPlane, Outcome
 from service.settings import Scope
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:  # async: no thread hop
     return request.app.state.dataplane
 
 

@@ -11,6 +11,8 @@ from service.jobs.store import JobState
 
 # Builds a response body from a job's header (model, version, seed, ...) and its rows.
 Assembler = Callable[[str, dict[str, Any], list[dict[str, Any]]], bytes]
+# The same body from the header and row chunks as JSON, or None when it cannot splice them.
+Splicer = Callable[[str, bytes, list[bytes]], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,9 @@ class JobBackend(Protocol):
     async def problem(self) -> str | None:
         """Why the backend cannot take work now, or None when it can."""
 
-    async def cached(self, cache_key: str) -> bytes | None:
-        """The shared result cache's entry for a content key."""
+    async def lookup(self, cache_key: str, job_id: str) -> tuple[bytes | None, JobView | None]:
+        """The shared result cache's entry for a content key, and the record of ``job_id``
+        (one round trip where they are remote)."""
 
     async def submit(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
@@ -62,6 +65,16 @@ class JobBackend(Protocol):
     async def record_cached(self, view: JobView, body: bytes) -> JobView:
         """Record a job answered from the cache (``body``) as succeeded, so its id names
         it like any other job; an active job of that id is left as it is."""
+
+    async def run(
+        self,
+        view: JobView,
+        specs: list[TaskSpec],
+        header: dict[str, Any],
+        queue: str,
+        timeout: float,
+    ) -> JobView | None:
+        """:meth:`submit`, then :meth:`wait` up to ``timeout``."""
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None: ...
 

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from redis.exceptions import RedisError
 from service.errors import ServiceError, UnavailableError, error_from_payload
 from service.jobs import redis_keys as keys
 from service.jobs import redis_scripts as scripts
-from service.jobs.backend import Assembler, JobView
+from service.jobs.backend import Assembler, JobView, Splicer
 from service.jobs.broker import CeleryBroker
 from service.jobs.celery_app import BATCH, INTERACTIVE, chunk_task_id, make_celery
 from service.jobs.reconciler import Reconciler
@@ -36,11 +37,15 @@ log = logging.getLogger(__name__)
 
 UNAVAILABLE = "Redis is unavailable; retry shortly"
 ACTIVE_TTL = 86_400  # a queued/running job's record outlives any outage or backlog
+ACTIVE_STATES = frozenset({JobState.queued.value, JobState.running.value})
+INLINE_ASSEMBLY_BYTES = 64 << 10  # rows larger than this are assembled off the event loop
 
 
 class RedisJobs:
-    def __init__(self, settings: Settings, assembler: Assembler) -> None:
-        self.settings, self.assembler = settings, assembler
+    def __init__(
+        self, settings: Settings, assembler: Assembler, splicer: Splicer | None = None
+    ) -> None:
+        self.settings, self.assembler, self.splicer = settings, assembler, splicer
         self.redis = aioredis.Redis.from_url(
             str(settings.redis_url),
             socket_connect_timeout=2,
@@ -79,8 +84,17 @@ class RedisJobs:
             return f"{UNAVAILABLE} ({type(exc).__name__})"
         return None
 
-    async def cached(self, cache_key: str) -> bytes | None:
-        return await self._guard(lambda: self.redis.get(keys.result(cache_key)))
+    async def lookup(self, cache_key: str, job_id: str) -> tuple[bytes | None, JobView | None]:
+        """The cache entry of ``cache_key`` and the record of ``job_id``, in one round trip."""
+
+        async def both() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(keys.result(cache_key))
+            pipe.hgetall(keys.job(job_id))
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        body, raw = await self._guard(both)
+        return body, (_view(job_id, raw) if raw else None)
 
     async def view(self, job_id: str) -> JobView | None:
         raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
@@ -89,6 +103,30 @@ class RedisJobs:
     async def submit(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
     ) -> JobView:
+        return (await self._create(view, specs, header, queue))[0]
+
+    async def run(
+        self,
+        view: JobView,
+        specs: list[TaskSpec],
+        header: dict[str, Any],
+        queue: str,
+        timeout: float,
+    ) -> JobView | None:
+        """Submit, then wait up to ``timeout``. Listening starts before the job exists, so
+        a job this call created is not read again until its last event."""
+        event = asyncio.Event()
+        self._waiters.setdefault(view.job_id, set()).add(event)
+        try:
+            current, created = await self._create(view, specs, header, queue)
+            return await self._wait(view.job_id, timeout, event, current if created else None)
+        finally:
+            self._unwait(view.job_id, event)
+
+    async def _create(
+        self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
+    ) -> tuple[JobView, bool]:
+        """(the job's view, whether this call created it)."""
         submission = uuid.uuid4().hex[:16]
         fields: dict[str, Any] = {
             "kind": view.kind,
@@ -124,10 +162,12 @@ class RedisJobs:
                     view.job_id,
                     exc,
                 )
-        current = await self.view(view.job_id)
+            created_at = float(fields["created_at"])
+            return replace(view, state=JobState.queued, progress=0.0, created_at=created_at), True
+        current = await self.view(view.job_id)  # the same job, active or done: coalesced
         if current is None:
             raise ServiceError("job record vanished right after submission")
-        return current
+        return current, False
 
     async def record_cached(self, view: JobView, body: bytes) -> JobView:
         now = time.time()
@@ -147,50 +187,78 @@ class RedisJobs:
         call = scripts.record_cached(
             view.job_id, fields, int(self.settings.job_ttl_seconds), view.result_key
         )
-        await self._guard(lambda: self._run(call))
-        current = await self.view(view.job_id)
-        return current or view
+        if await self._guard(lambda: self._run(call)) == 2:
+            return replace(
+                view,
+                state=JobState.succeeded,
+                progress=1.0,
+                created_at=now,
+                started_at=now,
+                finished_at=now,
+            )
+        return await self.view(view.job_id) or view  # an active job of that id is left as is
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None:
         event = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(event)
-        deadline = time.monotonic() + timeout
         try:
-            while True:
-                current = await self.view(job_id)
-                remaining = deadline - time.monotonic()
-                if current is None or current.state.finished or remaining <= 0:
-                    return current
-                event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, 5.0))
+            return await self._wait(job_id, timeout, event, None)
         finally:
-            waiters = self._waiters.get(job_id, set())
-            waiters.discard(event)
-            if not waiters:
-                self._waiters.pop(job_id, None)
+            self._unwait(job_id, event)
+
+    async def _wait(
+        self, job_id: str, timeout: float, event: asyncio.Event, known: JobView | None
+    ) -> JobView | None:
+        """Read the job whenever ``event`` (registered for it) fires, until it is finished
+        or ``timeout`` passes; ``known``: its state when the event was registered, so the
+        first read waits for the first event."""
+        deadline = time.monotonic() + timeout
+        current = known
+        while True:
+            if current is None or event.is_set():
+                event.clear()
+                current = await self.view(job_id)
+            remaining = deadline - time.monotonic()
+            if current is None or current.state.finished or remaining <= 0:
+                return current
+            with contextlib.suppress(TimeoutError):
+                # past 5 s without an event the record is read again (a missed event)
+                await asyncio.wait_for(event.wait(), min(remaining, 5.0))
+            if not event.is_set():
+                current = None
+
+    def _unwait(self, job_id: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(job_id, set())
+        waiters.discard(event)
+        if not waiters:
+            self._waiters.pop(job_id, None)
 
     async def result(self, job_id: str) -> bytes | None:
-        raw = await self._guard(lambda: self.redis.hgetall(keys.job(job_id)))
-        if not raw or raw.get(b"status") != b"succeeded":
+        found = await self._guard(lambda: self._run(scripts.collect(job_id)))
+        if found[0] != b"succeeded":
             return None
-        cache_key = raw.get(b"cache_key", b"").decode() or job_id
-        body = await self.cached(cache_key)
-        if body is not None:
-            return body
-        chunks = await self._guard(lambda: self.redis.hgetall(keys.chunks(job_id)))
-        if not chunks:  # answered from a cache entry that has expired since
+        if found[1]:
+            return found[1]  # type: ignore[no-any-return]
+        header, kind, cache_key, flat = found[2:6]
+        if not flat or not header:  # answered from a cache entry that has expired since
             return None
-        rows = [
-            row
-            for _, part in sorted((int(k), v) for k, v in chunks.items())
-            for row in orjson.loads(part)
-        ]
-        header = orjson.loads(raw[b"header"])
-        body = await asyncio.to_thread(self.assembler, raw[b"kind"].decode(), header, rows)
+        ordered = sorted((int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2))
+        parts = [part for _, part in ordered]
+        body = self.splicer(kind.decode(), header, parts) if self.splicer else None
+        if body is None and sum(map(len, parts)) > INLINE_ASSEMBLY_BYTES:
+            body = await asyncio.to_thread(_assemble, self.assembler, kind, header, parts)
+        elif body is None:
+            body = _assemble(self.assembler, kind, header, parts)
+        result_key = keys.result(cache_key.decode())
         ttl = int(self.settings.job_ttl_seconds)
-        await self._guard(lambda: self.redis.set(keys.result(cache_key), body, ex=ttl))
-        await self._guard(lambda: self.redis.expire(keys.chunks(job_id), 60))
+
+        async def store() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(result_key, body, ex=ttl)
+            pipe.expire(keys.chunks(job_id), 60)
+            await pipe.execute()
+
+        await self._guard(store)
         return body
 
     async def cancel(self, job_id: str) -> JobView | None:
@@ -221,8 +289,7 @@ class RedisJobs:
             progress=0.0,
             created_at=time.time(),
         )
-        await self.submit(view, [spec], {}, INTERACTIVE)
-        done = await self.wait(job_id, self.settings.job_time_limit + 5)
+        done = await self.run(view, [spec], {}, INTERACTIVE, self.settings.job_time_limit + 5)
         if done is None or not done.state.finished:
             await self.cancel(job_id)
             raise UnavailableError("no worker answered in time; are workers running?")
@@ -268,7 +335,10 @@ class RedisJobs:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message and message["type"] == "message":
-                        for event in self._waiters.get(message["data"].decode(), ()):
+                        job_id, _, status = message["data"].decode().partition(" ")
+                        if status in ACTIVE_STATES:
+                            continue  # waiters wait for the end of a job
+                        for event in self._waiters.get(job_id, ()):
                             event.set()
                     if time.monotonic() - last_stats > 2:
                         last_stats = time.monotonic()
@@ -298,6 +368,11 @@ class RedisJobs:
         for events in self._waiters.values():
             for event in events:
                 event.set()
+
+
+def _assemble(assembler: Assembler, kind: bytes, header: bytes, parts: list[bytes]) -> bytes:
+    rows = [row for part in parts for row in orjson.loads(part)]
+    return assembler(kind.decode(), orjson.loads(header), rows)
 
 
 def _view(job_id: str, raw: dict[bytes, bytes]) -> JobView:

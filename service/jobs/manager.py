@@ -65,8 +65,8 @@ class EmbeddedJobs:
     async def problem(self) -> str | None:
         return None if self.executor.running else "the worker pool is not running"
 
-    async def cached(self, cache_key: str) -> bytes | None:
-        return self.cache.get(cache_key)
+    async def lookup(self, cache_key: str, job_id: str) -> tuple[bytes | None, JobView | None]:
+        return self.cache.get(cache_key), await self.view(job_id)
 
     async def view(self, job_id: str) -> JobView | None:
         record = self.store.get(job_id)
@@ -102,6 +102,17 @@ class EmbeddedJobs:
         # the record keeps its body: the LRU cache may evict the entry before the record goes
         self.store.finish(record, JobState.succeeded, result=body)
         return _view(record)
+
+    async def run(
+        self,
+        view: JobView,
+        specs: list[TaskSpec],
+        header: dict[str, Any],
+        queue: str,
+        timeout: float,
+    ) -> JobView | None:
+        await self.submit(view, specs, header, queue)
+        return await self.wait(view.job_id, timeout)
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None:
         record = self.store.get(job_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 PREFIX = "xai"
-EVENTS_CHANNEL = f"{PREFIX}:job-events"  # message: a job id whose state changed
+EVENTS_CHANNEL = f"{PREFIX}:job-events"  # message: "<job id> <its new status>"
 STATS = f"{PREFIX}:stats"  # hash: jobs created/started/succeeded/failed/cancelled
 ACTIVE = f"{PREFIX}:active"  # sorted set: ids of queued/running jobs, scored by creation time
 OUTAGES = f"{PREFIX}:outages"  # list: JSON {start, end, seconds} of Redis outages, newest first

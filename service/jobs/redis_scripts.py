@@ -37,17 +37,20 @@ return 1
 """
 
 # Record a job answered from the result cache as succeeded (unless one is active); a hit
-# keeps the cached result alive as long as the record.
+# keeps the cached result alive as long as the record. Returns 0 when a job of that id is
+# active, 1 when it had succeeded already, 2 when this call recorded it.
 RECORD_CACHED = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then return 0 end
+local recorded = 1
 if status ~= 'succeeded' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  recorded = 2
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[5], ARGV[1])
-return 1
+return recorded
 """
 
 # A worker takes a chunk: {0} when it must not run (job over, stale submission, chunk
@@ -78,7 +81,7 @@ redis.call('EXPIRE', KEYS[3], ARGV[4])
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[3])
   redis.call('HINCRBY', KEYS[5], 'started', 1)
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' running')
 end
 return {n, spec}
 """
@@ -102,11 +105,11 @@ if done >= tonumber(redis.call('HGET', KEYS[1], 'chunks')) then
   redis.call('ZREM', KEYS[6], ARGV[6])
   if status == 'queued' then redis.call('HINCRBY', KEYS[3], 'started', 1) end
   redis.call('HINCRBY', KEYS[3], 'succeeded', 1)
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' succeeded')
 elseif status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[3])
   redis.call('HINCRBY', KEYS[3], 'started', 1)
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' running')
 end
 return done
 """
@@ -125,7 +128,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[6], ARGV[6])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[1])
 return 1
 """
 
@@ -146,6 +149,20 @@ redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 return 1
 """
 
+# What a gateway needs to answer for a job: {status} unless it succeeded, else
+# {status, cached body} or {status, false, header, kind, cache key, chunks as a flat hash}.
+COLLECT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'succeeded' then return {status or false} end
+local fields = redis.call('HMGET', KEYS[1], 'cache_key', 'header', 'kind')
+local cache_key = fields[1]
+if not cache_key or cache_key == '' then cache_key = ARGV[2] end
+local body = redis.call('GET', ARGV[1] .. cache_key)
+if body then return {status, body} end
+return {status, false, fields[2] or false, fields[3] or false, cache_key,
+        redis.call('HGETALL', KEYS[2])}
+"""
+
 SCRIPTS = {
     "create": CREATE,
     "record_cached": RECORD_CACHED,
@@ -153,6 +170,7 @@ SCRIPTS = {
     "chunk_done": CHUNK_DONE,
     "finish": FINISH,
     "record_outage": RECORD_OUTAGE,
+    "collect": COLLECT,
 }
 
 
@@ -278,6 +296,10 @@ def finish(
             "" if index is None else index,
         ],
     )
+
+
+def collect(job_id: str) -> Call:
+    return Call("collect", [keys.job(job_id), keys.chunks(job_id)], [keys.result(""), job_id])
 
 
 def record_outage(start: float, end: float) -> Call:

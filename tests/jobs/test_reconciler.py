@@ -37,13 +37,6 @@ time.sleep(60)
 SPECS: list[TaskSpec] = [{"kind": "ping"}, {"kind": "ping"}, {"kind": "ping"}]
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def settings(redis_server: RedisProcess, tmp_path: Path) -> Iterator[Settings]:
     redis.Redis.from_url(redis_server.url).flushdb()

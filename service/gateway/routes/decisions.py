@@ -29,11 +29,11 @@ from service.gateway.routes.inference import ACCEPTED, CACHE_HEADER
 from service.gateway.schemas import APPLICANT_EXAMPLE
 
 
-def get_decisions(request: Request) -> Decisions:
+async def get_decisions(request: Request) -> Decisions:
     return request.app.state.decisions
 
 
-def get_receipts(request: Request) -> Receipts:
+async def get_receipts(request: Request) -> Receipts:
     return request.app.state.receipts
 
 
