@@ -15,6 +15,12 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from service.registry.columns import column_features
+from service.registry.compiled_transform import (
+    CompiledTransform,
+    compile_preprocessor,
+    proven,
+)
+from service.registry.frame_memo import FrameMemo
 from service.registry.manifest import FeatureType, Manifest, Task
 
 
@@ -58,6 +64,11 @@ class Predictor(ABC):
         """Model output in ``space``: ``log_odds``, ``probability`` or ``raw`` (regression)."""
         return self.probability(frame) if space == "probability" else self.margin(frame)
 
+    def speed_up(self, rows: pd.DataFrame) -> None:
+        """Switch to faster ways of scoring that give exactly the same results on ``rows``
+        (the version's reference rows and every category); by default there are none."""
+        return None
+
     def fingerprint(self) -> str | None:
         """An identity of the model's answers, when it is not a file the service holds
         (remote models: ``sha256:...`` of their answers on the reference rows)."""
@@ -80,9 +91,6 @@ class Predictor(ABC):
         return None
 
     output_sign: float = 1.0
-
-
-MEMO_MAX_ROWS = 1000
 
 
 class SklearnPredictor(Predictor):
@@ -114,24 +122,45 @@ class SklearnPredictor(Predictor):
             self.favourable_index = classes.index(str(manifest.favourable_class))
             # decision_function and tree/linear raw outputs are for classes_[1].
             self.output_sign = 1.0 if self.favourable_index == 1 else -1.0
-        # A copy of the last (small) frame transformed and its design matrix. Predictions,
-        # SHAP and the additivity check look at the same rows: transform them once. The
-        # contents are compared, so a frame changed in place is transformed again.
-        self._last: tuple[pd.DataFrame, Any] | None = None
+        self._memo = FrameMemo()
+        self._compiled: CompiledTransform | None = None
+
+    def speed_up(self, rows: pd.DataFrame) -> None:
+        """Transform with the preprocessor compiled to table lookups, once it gives exactly
+        the preprocessor's matrix on ``rows``."""
+        if self.preprocessor is None:
+            return
+        compiled = compile_preprocessor(self.preprocessor)
+        if compiled is not None and proven(compiled, self.preprocessor, rows):
+            self._compiled = compiled
+
+    @property
+    def transform_compiled(self) -> bool:
+        return self._compiled is not None
+
+    def _transform(self, frame: pd.DataFrame) -> Any:
+        if self._compiled is not None:
+            design = self._compiled.transform(frame)
+            if design is not None:
+                return design
+        return self.preprocessor.transform(frame)  # type: ignore[union-attr]
 
     def _input(self, frame: pd.DataFrame) -> tuple[Any, Any]:
         """(estimator to call, what to call it on): the final step on the memoised design
         matrix when there is a preprocessor, else the model on the frame."""
         if self.preprocessor is None:
             return self.model, frame
-        if self._last is not None and self._last[0].equals(frame):
-            return self.estimator, self._last[1]
-        design = self.preprocessor.transform(frame)
-        if len(frame) <= MEMO_MAX_ROWS:
-            self._last = (frame.copy(), design)
-        return self.estimator, design
+        return self.estimator, self._memo.get(frame, "design", lambda: self._transform(frame))
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._memo.get(frame, "margin", lambda: self._margin(frame)).copy()
+
+    def probability(self, frame: pd.DataFrame) -> np.ndarray:
+        if not self.is_classifier:
+            return self.margin(frame)
+        return self._memo.get(frame, "probability", lambda: self._probability(frame)).copy()
+
+    def _margin(self, frame: pd.DataFrame) -> np.ndarray:
         model, data = self._input(frame)
         if not self.is_classifier:
             return np.asarray(model.predict(data), dtype=float)
@@ -139,9 +168,7 @@ class SklearnPredictor(Predictor):
             return self.output_sign * np.asarray(model.decision_function(data), dtype=float)
         return logit(np.clip(self.probability(frame), 1e-15, 1 - 1e-15))
 
-    def probability(self, frame: pd.DataFrame) -> np.ndarray:
-        if not self.is_classifier:
-            return self.margin(frame)
+    def _probability(self, frame: pd.DataFrame) -> np.ndarray:
         model, data = self._input(frame)
         return np.asarray(model.predict_proba(data), dtype=float)[:, self.favourable_index]
 

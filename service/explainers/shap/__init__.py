@@ -21,6 +21,7 @@ from service.explainers.shap.options import ShapOptions
 from service.explainers.shap.permutation import DEFAULT_BACKGROUND_ROWS, PermutationShap
 from service.explainers.shap.tree import TreeShap
 from service.explainers.shap.treeshap import NativeTreeShap
+from service.registry.frame_memo import column_arrays
 from service.registry.loaded import LoadedModel
 
 Engine = NativeTreeShap | TreeShap | LinearShap | ExactShap | PermutationShap
@@ -151,17 +152,19 @@ class ShapExplainer(Explainer):
             assert engine is not None
             parts = [engine.explain(frame)]
         model_output = self.model.predictor.output(frame, self.space)
+        # each column's cells once (the same scalars as frame.iloc[row, j], far faster)
+        cells = [np.asarray(column) for column in column_arrays(frame)]
         results, row = [], 0
         for part in parts:
             for i in range(part.values.shape[0]):
                 results.append(
-                    self._format(frame, row, part, i, float(model_output[row]), seeds[row])
+                    self._format(cells, row, part, i, float(model_output[row]), seeds[row])
                 )
                 row += 1
         return results
 
     def _format(
-        self, frame: pd.DataFrame, row: int, part: Attributions, i: int, fx: float, seed: int
+        self, cells: list[np.ndarray], row: int, part: Attributions, i: int, fx: float, seed: int
     ) -> dict[str, Any]:
         values = part.values[i]
         errors = None if part.std_error is None else part.std_error[i]
@@ -171,7 +174,7 @@ class ShapExplainer(Explainer):
         for j in order:
             item: dict[str, Any] = {
                 "feature": features[j].name,
-                "value": _json_value(frame.iloc[row, j]),
+                "value": _json_value(cells[j][row]),
                 "contribution": float(values[j]),
             }
             if errors is not None:
