@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# One part: (output width, fill(frame, out, first column) -> False when a value is unknown)
-Part = tuple[int, Callable[[pd.DataFrame, np.ndarray, int], bool]]
+from service.registry.frame_memo import column_arrays
+
+Columns = dict[str, Any]  # column name -> its array (numpy or pandas extension array)
+# One part: (output width, fill(columns, out, first column) -> False when a value is unknown)
+Part = tuple[int, Callable[[Columns, np.ndarray, int], bool]]
 
 
 class CompiledTransform:
@@ -31,11 +34,15 @@ class CompiledTransform:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray | None:
         out = np.empty((len(frame), self.width), dtype=np.float64)
+        columns = dict(zip(frame.columns, column_arrays(frame), strict=True))
         first = 0
-        for width, fill in self.parts:
-            if not fill(frame, out, first):
-                return None
-            first += width
+        try:
+            for width, fill in self.parts:
+                if not fill(columns, out, first):
+                    return None
+                first += width
+        except (KeyError, TypeError, ValueError):  # a frame unlike the proven ones
+            return None
         return out
 
 
@@ -128,14 +135,14 @@ def _compile_part(transformer: Any, columns: list[str]) -> Part | None:
 
 
 def _numeric(
-    columns: list[str], mean: np.ndarray | None, scale: np.ndarray | None
-) -> Callable[[pd.DataFrame, np.ndarray, int], bool]:
-    def fill(frame: pd.DataFrame, out: np.ndarray, first: int) -> bool:
-        for j, name in enumerate(columns):
-            values = frame[name]
-            if not pd.api.types.is_numeric_dtype(values.dtype):
-                return False
-            column = values.to_numpy(dtype=np.float64, copy=True)
+    names: list[str], mean: np.ndarray | None, scale: np.ndarray | None
+) -> Callable[[Columns, np.ndarray, int], bool]:
+    def fill(columns: Columns, out: np.ndarray, first: int) -> bool:
+        for j, name in enumerate(names):
+            values = columns[name]
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "fiub":
+                return False  # e.g. a nullable extension column: scikit-learn decides
+            column = np.array(values, dtype=np.float64)  # a copy
             if mean is not None:
                 column -= mean[j]  # the scaler's own operations, in its order
             if scale is not None:
@@ -146,17 +153,17 @@ def _numeric(
     return fill
 
 
-def _codes(values: pd.Series, table: dict[Any, int]) -> np.ndarray | None:
+def _codes(values: Any, table: dict[Any, int]) -> np.ndarray | None:
     codes = np.fromiter((table.get(v, -1) for v in values.tolist()), np.int64, len(values))
     return None if (codes < 0).any() else codes
 
 
 def _ordinal(
-    columns: list[str], tables: list[dict[Any, int]]
-) -> Callable[[pd.DataFrame, np.ndarray, int], bool]:
-    def fill(frame: pd.DataFrame, out: np.ndarray, first: int) -> bool:
-        for j, (name, table) in enumerate(zip(columns, tables, strict=True)):
-            codes = _codes(frame[name], table)
+    names: list[str], tables: list[dict[Any, int]]
+) -> Callable[[Columns, np.ndarray, int], bool]:
+    def fill(columns: Columns, out: np.ndarray, first: int) -> bool:
+        for j, (name, table) in enumerate(zip(names, tables, strict=True)):
+            codes = _codes(columns[name], table)
             if codes is None:
                 return False
             out[:, first + j] = codes
@@ -166,16 +173,16 @@ def _ordinal(
 
 
 def _one_hot(
-    columns: list[str],
+    names: list[str],
     tables: list[dict[Any, int]],
     dropped: list[Any],
     widths: list[int],
-) -> Callable[[pd.DataFrame, np.ndarray, int], bool]:
-    def fill(frame: pd.DataFrame, out: np.ndarray, first: int) -> bool:
-        rows = np.arange(len(frame))
+) -> Callable[[Columns, np.ndarray, int], bool]:
+    def fill(columns: Columns, out: np.ndarray, first: int) -> bool:
+        rows = np.arange(out.shape[0])
         start = first
-        for name, table, drop, width in zip(columns, tables, dropped, widths, strict=True):
-            codes = _codes(frame[name], table)
+        for name, table, drop, width in zip(names, tables, dropped, widths, strict=True):
+            codes = _codes(columns[name], table)
             if codes is None:
                 return False
             block = out[:, start : start + width]

@@ -92,6 +92,10 @@ class LoadedModel:
         return out
 
 
+# What .astype(str) gives, resolved once (a dtype named by a string is looked up per call).
+STRING = pd.Series([], dtype=object).astype(str).dtype
+
+
 def typed_frame(manifest: Manifest, columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """One float column per numeric feature, one string column per other feature."""
     data: dict[str, Any] = {}
@@ -100,7 +104,7 @@ def typed_frame(manifest: Manifest, columns: Mapping[str, Sequence[Any]]) -> pd.
         if feature.type is FeatureType.numeric:
             data[feature.name] = np.asarray(values, dtype=float)
         elif all(type(v) is str for v in values):
-            data[feature.name] = pd.array(list(values), dtype="str")  # what astype(str) gives
+            data[feature.name] = pd.array(list(values), dtype=STRING)
         else:
             data[feature.name] = pd.Series(list(values), dtype=object).astype(str)
     return pd.DataFrame(data)

@@ -81,6 +81,10 @@ def test_a_value_outside_the_tables_is_left_to_scikit_learn() -> None:
     odd = frame(3, 2)
     odd["colour"] = pd.array(["red", "purple", "blue"], dtype="str")
     assert compiled.transform(odd) is None  # scikit-learn refuses or maps it, as it would
+    nullable = frame(3, 2).astype({"amount": "Float64"})
+    nullable.loc[1, "amount"] = pd.NA
+    assert compiled.transform(nullable) is None  # scikit-learn refuses pandas.NA here
+    assert compiled.transform(frame(3, 2).drop(columns="age")) is None
 
 
 def test_unsupported_parts_are_not_compiled() -> None:
