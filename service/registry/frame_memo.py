@@ -5,6 +5,7 @@ again; a large frame is never memoised."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
@@ -33,21 +34,25 @@ def column_arrays(frame: pd.DataFrame) -> Iterator[Any]:
 
 
 class FrameMemo:
-    """Values computed from the last frame seen, by name."""
+    """Values computed from the last frame seen, by name (safe to share between threads:
+    a value is only ever kept under the key of the frame it was computed from)."""
 
     def __init__(self) -> None:
         self._key: Hashable | None = None
         self._values: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def get(self, frame: pd.DataFrame, name: str, compute: Callable[[], T]) -> T:
         key = frame_key(frame)
         if key is None:
             return compute()
-        if key != self._key:
-            self._key, self._values = key, {}
-        if name in self._values:
-            return self._values[name]  # type: ignore[no-any-return]
+        with self._lock:
+            if key != self._key:
+                self._key, self._values = key, {}
+            if name in self._values:
+                return self._values[name]  # type: ignore[no-any-return]
         value = compute()  # may memoise other values of the same frame; if it raises, none
-        if key == self._key:
-            self._values[name] = value
+        with self._lock:
+            if key == self._key:
+                self._values[name] = value
         return value
