@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -115,13 +115,9 @@ class RedisJobs:
     ) -> JobView | None:
         """Submit, then wait up to ``timeout``. Listening starts before the job exists, so
         a job this call created is not read again until its last event."""
-        event = asyncio.Event()
-        self._waiters.setdefault(view.job_id, set()).add(event)
-        try:
+        with self._listening(view.job_id) as event:
             current, created = await self._create(view, specs, header, queue)
             return await self._wait(view.job_id, timeout, event, current if created else None)
-        finally:
-            self._unwait(view.job_id, event)
 
     async def _create(
         self, view: JobView, specs: list[TaskSpec], header: dict[str, Any], queue: str
@@ -199,12 +195,8 @@ class RedisJobs:
         return await self.view(view.job_id) or view  # an active job of that id is left as is
 
     async def wait(self, job_id: str, timeout: float) -> JobView | None:
-        event = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(event)
-        try:
+        with self._listening(job_id) as event:
             return await self._wait(job_id, timeout, event, None)
-        finally:
-            self._unwait(job_id, event)
 
     async def _wait(
         self, job_id: str, timeout: float, event: asyncio.Event, known: JobView | None
@@ -227,11 +219,18 @@ class RedisJobs:
             if not event.is_set():
                 current = None
 
-    def _unwait(self, job_id: str, event: asyncio.Event) -> None:
-        waiters = self._waiters.get(job_id, set())
-        waiters.discard(event)
-        if not waiters:
-            self._waiters.pop(job_id, None)
+    @contextlib.contextmanager
+    def _listening(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event the listener sets when ``job_id`` ends, registered while in use."""
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(job_id, set())
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(job_id, None)
 
     async def result(self, job_id: str) -> bytes | None:
         found = await self._guard(lambda: self._run(scripts.collect(job_id)))
