@@ -124,15 +124,41 @@ class SklearnPredictor(Predictor):
             self.output_sign = 1.0 if self.favourable_index == 1 else -1.0
         self._memo = FrameMemo()
         self._compiled: CompiledTransform | None = None
+        self._probability_from_margin = False
 
     def speed_up(self, rows: pd.DataFrame) -> None:
         """Transform with the preprocessor compiled to table lookups, once it gives exactly
-        the preprocessor's matrix on ``rows``."""
-        if self.preprocessor is None:
-            return
-        compiled = compile_preprocessor(self.preprocessor)
-        if compiled is not None and proven(compiled, self.preprocessor, rows):
-            self._compiled = compiled
+        the preprocessor's matrix on ``rows``; and take probabilities from the margin
+        already computed, once that gives exactly ``predict_proba`` on ``rows``."""
+        if self.preprocessor is not None:
+            compiled = compile_preprocessor(self.preprocessor)
+            if compiled is not None and proven(compiled, self.preprocessor, rows):
+                self._compiled = compiled
+        self._probability_from_margin = self._logistic_link_proven(rows)
+
+    def _logistic_link_proven(self, rows: pd.DataFrame) -> bool:
+        """Whether the favourable class's ``predict_proba`` is the logistic function of
+        ``decision_function``, bit for bit on ``rows``, for an estimator whose binary
+        probabilities are by construction that function element by element."""
+        if not self.is_classifier or len(rows) == 0:
+            return False
+        if type(self.estimator).__name__ not in LOGISTIC_LINK_CLASSIFIERS:
+            return False
+        try:
+            derived = self._probability_of_margin(self._margin(rows))
+            direct = self._probability(rows)
+        except (ValueError, TypeError, AttributeError):
+            return False
+        return derived.dtype == direct.dtype and bool(np.array_equal(derived, direct))
+
+    def _probability_of_margin(self, margin: np.ndarray) -> np.ndarray:
+        # as scikit-learn's binomial loss: classes_[1] is expit(raw), classes_[0] 1 - that
+        positive = expit(self.output_sign * margin)
+        return positive if self.favourable_index == 1 else 1 - positive
+
+    @property
+    def probability_from_margin(self) -> bool:
+        return self._probability_from_margin
 
     @property
     def transform_compiled(self) -> bool:
@@ -169,6 +195,9 @@ class SklearnPredictor(Predictor):
         return logit(np.clip(self.probability(frame), 1e-15, 1 - 1e-15))
 
     def _probability(self, frame: pd.DataFrame) -> np.ndarray:
+        if self._probability_from_margin:
+            margin = self._memo.get(frame, "margin", lambda: self._margin(frame))
+            return self._probability_of_margin(margin)
         model, data = self._input(frame)
         return np.asarray(model.predict_proba(data), dtype=float)[:, self.favourable_index]
 
@@ -205,6 +234,12 @@ class SklearnPredictor(Predictor):
             intercept=float(self.output_sign * np.asarray(intercept, dtype=float).ravel()[0]),
         )
 
+
+# Binary classifiers whose predict_proba is expit(decision_function) element by element
+# (scikit-learn's binomial loss); each is still proven on the version's rows.
+LOGISTIC_LINK_CLASSIFIERS = frozenset(
+    {"GradientBoostingClassifier", "HistGradientBoostingClassifier", "LogisticRegression"}
+)
 
 # Estimators whose margin is exactly design @ coef_ + intercept_ (logistic link for classifiers).
 LINEAR_ESTIMATORS = frozenset(
