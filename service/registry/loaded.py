@@ -94,20 +94,36 @@ class LoadedModel:
 
 # What .astype(str) gives, resolved once (a dtype named by a string is looked up per call).
 STRING = pd.Series([], dtype=object).astype(str).dtype
+_STRING_ARRAY = STRING.construct_array_type()
 
 
 def typed_frame(manifest: Manifest, columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """One float column per numeric feature, one string column per other feature."""
-    data: dict[str, Any] = {}
+    arrays: list[Any] = []
     for feature in manifest.features:
         values = columns[feature.name]
         if feature.type is FeatureType.numeric:
-            data[feature.name] = np.asarray(values, dtype=float)
+            arrays.append(np.asarray(values, dtype=float))
         elif all(type(v) is str for v in values):
-            data[feature.name] = pd.array(list(values), dtype=STRING)
+            # the dtype's own constructor, as pd.array calls it, without its inference
+            arrays.append(_STRING_ARRAY._from_sequence(list(values), dtype=STRING))
         else:
-            data[feature.name] = pd.Series(list(values), dtype=object).astype(str)
-    return pd.DataFrame(data)
+            arrays.append(pd.Series(list(values), dtype=object).astype(str).array)
+    return frame_of(manifest.feature_names, arrays)
+
+
+def frame_of(names: Sequence[str], arrays: Sequence[Any]) -> pd.DataFrame:
+    """A frame of these 1-D column arrays (float64 ndarrays or pandas arrays), as
+    ``pd.DataFrame(dict(zip(names, arrays)))`` builds it."""
+    lengths = {len(a) for a in arrays}
+    build = getattr(pd.DataFrame, "_from_arrays", None)
+    if build is None or len(lengths) != 1 or len(set(names)) != len(names):
+        return pd.DataFrame(dict(zip(names, arrays, strict=True)))
+    # pandas' constructor for arrays already checked, which skips re-checking each one
+    # (4x faster for one applicant; a tested equality guards pandas upgrades)
+    return build(  # type: ignore[no-any-return]
+        list(arrays), pd.Index(list(names)), pd.RangeIndex(lengths.pop()), verify_integrity=False
+    )
 
 
 def read_rows(path: Any, manifest: Manifest) -> pd.DataFrame:
