@@ -38,12 +38,17 @@ def typed(manifest: Manifest, data: pd.DataFrame) -> pd.DataFrame:
     return typed_frame(manifest, {name: data[name].tolist() for name in FEATURES})
 
 
-def predictor(estimator: Any, favourable: str) -> tuple[SklearnPredictor, Manifest]:
+def fitted_pipeline(estimator: Any) -> Any:
     columns = ColumnTransformer(
         [("num", StandardScaler(), ["income", "debt_ratio"]), ("cat", OneHotEncoder(), ["housing"])]
     )
     data = synthetic_data()
-    model = make_pipeline(columns, estimator).fit(data[FEATURES], data["outcome"])
+    return make_pipeline(columns, estimator).fit(data[FEATURES], data["outcome"])
+
+
+def predictor(estimator: Any, favourable: str) -> tuple[SklearnPredictor, Manifest]:
+    model = fitted_pipeline(estimator)
+    data = synthetic_data()
     manifest = Manifest.model_validate(manifest_dict("toy", "skops", favourable=favourable))
     built = SklearnPredictor(manifest, model)
     built.speed_up(typed(manifest, data.iloc[:64]))
@@ -78,11 +83,8 @@ def test_other_estimators_keep_predict_proba() -> None:
 
 def test_a_link_that_disagrees_is_not_proven() -> None:
     estimator = GradientBoostingClassifier(n_estimators=30, random_state=0)
-    columns = ColumnTransformer(
-        [("num", StandardScaler(), ["income", "debt_ratio"]), ("cat", OneHotEncoder(), ["housing"])]
-    )
+    model = fitted_pipeline(estimator)
     data = synthetic_data()
-    model = make_pipeline(columns, estimator).fit(data[FEATURES], data["outcome"])
     calibrated = estimator.predict_proba
     estimator.predict_proba = lambda x: calibrated(x) ** 1.0000001  # type: ignore[method-assign]
     manifest = Manifest.model_validate(manifest_dict("toy", "skops"))
