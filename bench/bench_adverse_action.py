@@ -97,7 +97,7 @@ HEADER_FIELDS = ("model", "version", "content_hash", "job_id")
 RECOURSE = {"count": 3, "method": "random", "time_budget": 5.0}  # the service's defaults
 VERSIONS = (
     "shap", "dice-ml", "scikit-learn", "numpy", "pandas", "fastapi", "starlette", "uvicorn",
-    "pydantic", "pebble", "httpx", "orjson", "threadpoolctl",
+    "pydantic", "httpx", "orjson", "threadpoolctl",
 )  # fmt: skip
 KINDS = ("denied", "approved")
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import Future
 
-from pebble import ProcessPool
-
+from service.jobs.process_pool import WorkerPool
 from service.jobs.retry import RetriedFuture
 from service.jobs.spec import TaskSpec
 from service.receipts.keys import load_signer, signing_key_pem
@@ -17,20 +16,21 @@ from service.worker import init_worker, run_task
 class EmbeddedExecutor:
     """Runs :func:`service.worker.run_task` in ``settings.workers`` spawned processes.
 
-    A task past its time limit has its process killed (pebble replaces it) and its future
+    A task past its time limit has its process killed (the pool replaces it) and its future
     raises ``TimeoutError``; cancelling a running future stops its process the same way.
     A task whose process died is run again (:class:`RetriedFuture`).
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pool: ProcessPool | None = None
+        self._pool: WorkerPool | None = None
 
     def start(self) -> None:
         signing_key = signing_key_pem(self.settings)  # the workers sign the receipts
         load_signer(self.settings, signing_key)  # publishes its public key
-        self._pool = ProcessPool(
-            max_workers=self.settings.workers,
+        self._pool = WorkerPool(
+            self.settings.workers,
+            multiprocessing.get_context("spawn"),
             initializer=init_worker,
             initargs=(
                 str(self.settings.models_dir),
@@ -39,7 +39,6 @@ class EmbeddedExecutor:
                 signing_key,
                 self.settings.remote_policy,
             ),
-            context=multiprocessing.get_context("spawn"),
         )
 
     def submit(self, spec: TaskSpec, timeout: float | None = None) -> Future:
@@ -55,6 +54,5 @@ class EmbeddedExecutor:
 
     def stop(self) -> None:
         if self._pool is not None:
-            self._pool.stop()
-            self._pool.join(timeout=10)
+            self._pool.stop(timeout=10)
             self._pool = None

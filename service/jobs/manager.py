@@ -15,11 +15,10 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pebble import ProcessExpired
-
 from service.errors import ServiceError, UnavailableError, WorkerLostError, error_from_payload
 from service.jobs.backend import Assembler, JobView
 from service.jobs.cache import MemoryCache
+from service.jobs.process_pool import WorkerDied
 from service.jobs.spec import TaskResult, TaskSpec
 from service.jobs.store import JobRecord, JobState, MemoryJobStore
 
@@ -145,7 +144,7 @@ class EmbeddedJobs:
             )
         except FutureTimeoutError as exc:
             raise ServiceError("worker task exceeded its time limit") from exc
-        except ProcessExpired as exc:
+        except WorkerDied as exc:
             raise WorkerLostError(f"worker process died: {exc}") from exc
         if "error" in outcome:
             raise error_from_payload(outcome["error"])
@@ -214,7 +213,7 @@ class EmbeddedJobs:
                     ),
                 }
             }
-        except ProcessExpired as exc:
+        except WorkerDied as exc:
             return {"error": {"status_code": 500, "message": f"worker process died ({exc})"}}
 
 

@@ -1,7 +1,7 @@
 """Embedded mode: a task whose worker process died is run again on a fresh process.
 
-pebble replaces a pool process that dies (killed, out of memory, crashed native code) and
-fails that task's future with ``ProcessExpired``; nothing else is lost. A task is retried
+The pool replaces a process that dies (killed, out of memory, crashed native code) and
+fails that task's future with ``WorkerDied``; nothing else is lost. A task is retried
 up to ``attempts`` times in all; then its future fails with every cause in the message.
 A time limit or a cancellation is never retried.
 """
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 
-from pebble import ProcessExpired
+from service.jobs.process_pool import WorkerDied
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -64,7 +64,7 @@ class RetriedFuture(Future):  # type: ignore[type-arg]
             self.cancel()
             return
         error = run.exception()
-        if isinstance(error, ProcessExpired):
+        if isinstance(error, WorkerDied):
             self._deaths.append(error.exitcode)
             if len(self._deaths) < self._attempts:
                 log.warning(
@@ -75,11 +75,11 @@ class RetriedFuture(Future):  # type: ignore[type-arg]
                 )
                 self._run()
                 return
-            error = ProcessExpired(
+            error = WorkerDied(
                 f"on each of {len(self._deaths)} tries: "
                 + ", ".join(cause(code) for code in self._deaths),
-                code=error.exitcode,
-                pid=error.pid,
+                error.exitcode,
+                error.pid,
             )
         try:
             if error is None:

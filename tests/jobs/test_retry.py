@@ -12,8 +12,8 @@ from concurrent.futures import CancelledError, TimeoutError
 from pathlib import Path
 
 import pytest
-from pebble import ProcessExpired, ProcessPool
 
+from service.jobs.process_pool import WorkerDied, WorkerPool
 from service.jobs.retry import RetriedFuture, cause
 
 
@@ -34,25 +34,24 @@ def _sleeps(marker: str, seconds: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[ProcessPool]:
-    processes = ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn"))
+def pool() -> Iterator[WorkerPool]:
+    processes = WorkerPool(1, multiprocessing.get_context("spawn"))
     yield processes
-    processes.stop()
-    processes.join(timeout=10)
+    processes.stop(timeout=10)
 
 
-def test_a_task_whose_process_died_runs_again(pool: ProcessPool, tmp_path: Path) -> None:
+def test_a_task_whose_process_died_runs_again(pool: WorkerPool, tmp_path: Path) -> None:
     marker = str(tmp_path / "runs")
     future = RetriedFuture(lambda: pool.schedule(_dies_until, args=(marker, 3)))
     assert future.result(timeout=60) == 3  # killed twice, then it ran to the end
 
 
 def test_a_task_that_kills_each_process_fails_with_the_cause(
-    pool: ProcessPool, tmp_path: Path
+    pool: WorkerPool, tmp_path: Path
 ) -> None:
     marker = str(tmp_path / "runs")
     future = RetriedFuture(lambda: pool.schedule(_dies_until, args=(marker, 99)))
-    with pytest.raises(ProcessExpired) as failure:
+    with pytest.raises(WorkerDied) as failure:
         future.result(timeout=60)
     assert str(failure.value) == (
         "on each of 3 tries: killed by SIGKILL, killed by SIGKILL, killed by SIGKILL"
@@ -60,7 +59,7 @@ def test_a_task_that_kills_each_process_fails_with_the_cause(
     assert (tmp_path / "runs").read_text() == "3"
 
 
-def test_a_time_limit_is_not_retried(pool: ProcessPool, tmp_path: Path) -> None:
+def test_a_time_limit_is_not_retried(pool: WorkerPool, tmp_path: Path) -> None:
     marker = str(tmp_path / "runs")
     future = RetriedFuture(lambda: pool.schedule(_sleeps, args=(marker, 30), timeout=1))
     with pytest.raises(TimeoutError):
@@ -68,7 +67,7 @@ def test_a_time_limit_is_not_retried(pool: ProcessPool, tmp_path: Path) -> None:
     assert (tmp_path / "runs").read_text() == "1"
 
 
-def test_cancelling_stops_the_running_task(pool: ProcessPool, tmp_path: Path) -> None:
+def test_cancelling_stops_the_running_task(pool: WorkerPool, tmp_path: Path) -> None:
     marker = str(tmp_path / "runs")
     future = RetriedFuture(lambda: pool.schedule(_sleeps, args=(marker, 30)))
     deadline = time.monotonic() + 30
