@@ -147,6 +147,7 @@ def job_backend(settings: Settings) -> JobBackend:
         MemoryCache(settings.cache_max_entries, settings.cache_max_bytes),
         settings.job_time_limit,
         assemble,
+        splice,
     )
 
 

@@ -10,7 +10,7 @@ from service.jobs.retry import RetriedFuture
 from service.jobs.spec import TaskSpec
 from service.receipts.keys import load_signer, signing_key_pem
 from service.settings import Settings
-from service.worker import init_worker, run_task
+from service.worker import init_worker, run_task, run_task_encoded
 
 
 class EmbeddedExecutor:
@@ -41,12 +41,14 @@ class EmbeddedExecutor:
             ),
         )
 
-    def submit(self, spec: TaskSpec, timeout: float | None = None) -> Future:
+    def submit(self, spec: TaskSpec, timeout: float | None = None, encoded: bool = False) -> Future:
+        """Run ``spec``; ``encoded``: its rows come back as JSON (:func:`run_task_encoded`)."""
         pool = self._pool
         if pool is None:
             raise RuntimeError("executor not started")
         limit = timeout or self.settings.job_time_limit
-        return RetriedFuture(lambda: pool.schedule(run_task, args=(spec,), timeout=limit))
+        function = run_task_encoded if encoded else run_task
+        return RetriedFuture(lambda: pool.schedule(function, args=(spec,), timeout=limit))
 
     @property
     def running(self) -> bool:

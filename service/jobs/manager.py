@@ -15,8 +15,10 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from service.errors import ServiceError, UnavailableError, WorkerLostError, error_from_payload
-from service.jobs.backend import Assembler, JobView
+from service.jobs.backend import Assembler, JobView, Splicer
 from service.jobs.cache import MemoryCache
 from service.jobs.process_pool import WorkerDied
 from service.jobs.spec import TaskResult, TaskSpec
@@ -30,7 +32,9 @@ class Executor(Protocol):
 
     def stop(self) -> None: ...
 
-    def submit(self, spec: TaskSpec, timeout: float | None = None) -> Future: ...
+    def submit(
+        self, spec: TaskSpec, timeout: float | None = None, encoded: bool = False
+    ) -> Future: ...
 
 
 @dataclass
@@ -49,9 +53,10 @@ class EmbeddedJobs:
         cache: MemoryCache,
         time_limit: float,
         assembler: Assembler,
+        splicer: Splicer | None = None,
     ) -> None:
         self.executor, self.store, self.cache = executor, store, cache
-        self.time_limit, self.assembler = time_limit, assembler
+        self.time_limit, self.assembler, self.splicer = time_limit, assembler, splicer
         self._running: dict[str, _Running] = {}
         self.submitted = 0
 
@@ -86,7 +91,9 @@ class EmbeddedJobs:
         record = _record(view, chunks=len(specs))
         self.store.put(record)
         running = self._running[record.job_id] = _Running()
-        running.futures = [self.executor.submit(spec, self.time_limit) for spec in specs]
+        running.futures = [
+            self.executor.submit(spec, self.time_limit, encoded=True) for spec in specs
+        ]
         running.task = asyncio.get_running_loop().create_task(self._drive(record, running, header))
         self.submitted += 1
         return _view(record)
@@ -162,7 +169,7 @@ class EmbeddedJobs:
         return _view(record)
 
     async def _drive(self, record: JobRecord, running: _Running, header: dict[str, Any]) -> None:
-        outputs: list[list[dict[str, Any]]] = [[] for _ in running.futures]
+        parts: list[bytes] = [b"[]" for _ in running.futures]
         pending = {asyncio.wrap_future(f): i for i, f in enumerate(running.futures)}
         try:
             while pending:
@@ -172,11 +179,10 @@ class EmbeddedJobs:
                     outcome = self._outcome(future)
                     if "error" in outcome:
                         raise _ChunkFailed(outcome["error"])
-                    outputs[index] = outcome.get("results") or [outcome.get("description", {})]
+                    parts[index] = outcome["rows_json"]
                     record.chunks_done += 1
                     self.store.start(record)
-            rows = [row for chunk in outputs for row in chunk]
-            body = await asyncio.to_thread(self.assembler, record.kind, header, rows)
+            body = await asyncio.to_thread(self._body, record.kind, header, parts)
             self.cache.set(record.cache_key, body)
             self.store.finish(record, JobState.succeeded, result=body)
         except _ChunkFailed as failure:
@@ -197,6 +203,17 @@ class EmbeddedJobs:
             )
             if self._running.get(record.job_id) is running:  # not a resubmission's
                 del self._running[record.job_id]
+
+    def _body(self, kind: str, header: dict[str, Any], parts: list[bytes]) -> bytes:
+        """The job's document from its chunks' rows as the workers encoded them: joined as
+        bytes where the kind allows (the assembler's bytes), else parsed and assembled."""
+        if self.splicer is not None:
+            body = self.splicer(
+                kind, orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY), parts
+            )
+            if body is not None:
+                return body
+        return self.assembler(kind, header, [row for part in parts for row in orjson.loads(part)])
 
     def _outcome(self, future: asyncio.Future[TaskResult]) -> TaskResult:
         try:

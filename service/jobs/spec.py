@@ -46,3 +46,4 @@ class TaskResult(TypedDict, total=False):
     results: list[dict[str, Any]]
     description: dict[str, Any]
     error: dict[str, Any]
+    rows_json: bytes  # the rows (results, or [description]) as one JSON array, encoded

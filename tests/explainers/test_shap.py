@@ -11,6 +11,7 @@ import skops.io
 
 from service.errors import InvalidRequestError
 from service.explainers.shap import ShapExplainer, ShapOptions
+from service.explainers.shap.attribution import Attributions
 from service.registry.loaded import LoadedModel
 from service.registry.store import ModelStore
 from tests.conftest import ROOT
@@ -205,3 +206,54 @@ def test_every_step_down_is_said_and_the_background_named(demo_store: ModelStore
     assert result["reference"]["selection"].startswith("random sample of 50 of the 200")
     # asked for explicitly, sampling is no fallback
     assert ShapExplainer(model, ShapOptions(algorithm="sampling")).fallback_reason is None
+
+
+@pytest.mark.parametrize("options", [{}, {"algorithm": "sampling", "permutations": 4}])
+def test_each_result_row_is_its_engine_row_in_json_types_and_magnitude_order(
+    demo_store: ModelStore, applicants: list[dict[str, Any]], options: dict[str, Any]
+) -> None:
+    model = LoadedModel.load(demo_store.get("german-credit"))
+    frame = model.frame(applicants[:12])
+    explainer = ShapExplainer(model, ShapOptions(**options))
+    seeds = list(range(100, 112))
+    results = explainer.explain(frame, seeds)
+    names = [f.name for f in model.manifest.features]
+    sampled = explainer.algorithm == "sampling"
+    for i, result in enumerate(results):
+        engine = explainer.engine
+        part = engine.explain_row(frame.iloc[[i]], seeds[i]) if sampled else engine.explain(frame)
+        k = 0 if sampled else i
+        values = part.values[k]
+        expected_order = sorted(range(len(names)), key=lambda j: (-abs(values[j]), j))
+        assert [a["feature"] for a in result["attributions"]] == [names[j] for j in expected_order]
+        for a, j in zip(result["attributions"], expected_order, strict=True):
+            cell = frame.iloc[i, j]
+            assert type(a["contribution"]) is float and a["contribution"] == values[j]
+            if isinstance(cell, (float, np.floating)):
+                assert type(a["value"]) is float and a["value"] == float(cell)
+            elif isinstance(cell, np.integer):
+                assert type(a["value"]) is int and a["value"] == int(cell)
+            else:
+                assert a["value"] == str(cell)
+            if sampled:
+                assert a["std_error"] == part.std_error[k][j]
+            else:
+                assert "std_error" not in a
+        fx = result["evidence"]["model_output"]
+        assert fx == float(model.predictor.output(frame.iloc[[i]], explainer.space)[0])
+        assert result["evidence"]["additivity_error"] == abs(
+            fx - part.base_value - float(np.sum(values))
+        )
+        assert result["evidence"].get("seed") == (seeds[i] if sampled else None)
+
+
+def test_equal_magnitudes_keep_the_features_order(demo_store: ModelStore) -> None:
+    model = LoadedModel.load(demo_store.get("german-credit"))
+    explainer = ShapExplainer(model, ShapOptions())
+    names = [f.name for f in model.manifest.features]
+    values = np.zeros((1, len(names)))
+    values[0, [3, 1, 7, 5]] = [0.25, -0.25, 0.5, 0.25]
+    (result,) = explainer._format([[None]] * len(names), 0, Attributions(values, 0.0), [0.0], [0])
+    shown = [a["feature"] for a in result["attributions"]]
+    assert shown[:4] == [names[7], names[1], names[3], names[5]]
+    assert shown[4:] == [n for j, n in enumerate(names) if j not in (1, 3, 5, 7)]

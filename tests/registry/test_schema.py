@@ -223,3 +223,49 @@ def test_an_integer_too_large_for_a_float_is_a_located_issue(manifest: Manifest)
     issue = one_issue(manifest, income=10**400)
     assert issue.loc == ("body", "instances", 1, "income")
     assert issue.type in ("finite_number", "out_of_range")
+
+
+class _Text(str):
+    """A str subclass: accepted as a category by the full check."""
+
+
+def test_a_batch_gives_what_each_instance_gives_alone() -> None:
+    """Seeded instances, good and broken in every way: a batch's rows (or its issues) are
+    those of each instance checked on its own by the full check."""
+    import random
+
+    from service.registry.schema import validate_instance
+
+    specs = manifest_dict("toy", "xgboost-json")
+    unbounded = yaml.safe_load(yaml.safe_dump(specs))
+    del unbounded["features"][1]["range"]  # a numeric without a range
+    rng = random.Random(20261204)
+    odd_values: list[Any] = [
+        True, None, "52", [1], {"a": 1}, float("nan"), float("inf"), -float("inf"),
+        10**400, 2**53 + 1, -(2**60), 1e308, -0.0, 52.5, 1000, 1000.0001, -1, "own",
+        "OWN", _Text("own"), "", 3,
+    ]  # fmt: skip
+    for spec in (specs, unbounded):
+        manifest = parse_manifest(yaml.safe_dump(spec))
+        for _ in range(400):
+            instance: Any = dict(GOOD)
+            for _ in range(rng.randrange(3)):
+                action = rng.randrange(4)
+                name = rng.choice(list(GOOD))
+                if action == 0:
+                    instance[name] = rng.choice(odd_values)
+                elif action == 1:
+                    instance.pop(name, None)
+                elif action == 2:
+                    instance[rng.choice(["extra", "Income"])] = 1
+                else:
+                    instance = dict(reversed(list(instance.items())))
+            if rng.random() < 0.02:
+                instance = rng.choice([[GOOD], "row", None, 5])
+            row, problems = validate_instance(manifest, instance, ("body", "instances", 0))
+            if problems:
+                assert issues_of(manifest, [instance]) == problems[:MAX_ISSUES]
+            else:
+                (canonical,) = validate_instances(manifest, [instance])
+                assert canonical == row and list(canonical) == list(row)
+                assert [type(v) for v in canonical.values()] == [type(v) for v in row.values()]

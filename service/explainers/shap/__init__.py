@@ -151,61 +151,74 @@ class ShapExplainer(Explainer):
         else:
             assert engine is not None
             parts = [engine.explain(frame)]
-        model_output = self.model.predictor.output(frame, self.space)
-        # each column's cells once (the same scalars as frame.iloc[row, j], far faster)
-        cells = [np.asarray(column) for column in column_arrays(frame)]
-        results, row = [], 0
+        output = self.model.predictor.output(frame, self.space)
+        model_output: list[float] = np.asarray(output, dtype=float).tolist()
+        shown = [_json_values(np.asarray(column)) for column in column_arrays(frame)]
+        results: list[dict[str, Any]] = []
         for part in parts:
-            for i in range(part.values.shape[0]):
-                results.append(
-                    self._format(cells, row, part, i, float(model_output[row]), seeds[row])
-                )
-                row += 1
+            first = len(results)
+            results.extend(self._format(shown, first, part, model_output, seeds))
         return results
 
     def _format(
-        self, cells: list[np.ndarray], row: int, part: Attributions, i: int, fx: float, seed: int
-    ) -> dict[str, Any]:
-        values = part.values[i]
-        errors = None if part.std_error is None else part.std_error[i]
-        features = self.model.manifest.features
-        order = sorted(range(len(features)), key=lambda j: (-abs(values[j]), j))
-        attributions = []
-        for j in order:
-            item: dict[str, Any] = {
-                "feature": features[j].name,
-                "value": _json_value(cells[j][row]),
-                "contribution": float(values[j]),
+        self,
+        shown: list[list[Any]],
+        first: int,
+        part: Attributions,
+        model_output: list[float],
+        seeds: list[int],
+    ) -> list[dict[str, Any]]:
+        """One result per row of ``part``, whose first row is row ``first`` of the frame;
+        attributions by decreasing magnitude (ties in feature order)."""
+        values = np.ascontiguousarray(part.values, dtype=float)
+        orders = np.argsort(-np.abs(values), axis=1, kind="stable").tolist()
+        sums = values.sum(axis=1).tolist()  # row by row, as np.sum of each row adds them
+        contributions = values.tolist()
+        errors = None if part.std_error is None else np.asarray(part.std_error)
+        error_rows = None if errors is None else errors.tolist()
+        names = [feature.name for feature in self.model.manifest.features]
+        sampled = isinstance(self.engine, PermutationShap)
+        reference = {
+            "rows": len(self.background.rows),
+            "source": self.model.manifest.reference_data.description or "reference data",
+            "selection": self.background.selection,
+        }
+        results = []
+        for i, order in enumerate(orders):
+            row = first + i
+            shares = contributions[i]
+            attributions = [
+                {"feature": names[j], "value": shown[j][row], "contribution": shares[j]}
+                for j in order
+            ]
+            if error_rows is not None:
+                for item, j in zip(attributions, order, strict=True):
+                    item["std_error"] = error_rows[i][j]
+            fx = model_output[row]
+            evidence: dict[str, Any] = {
+                "algorithm": self.algorithm,
+                "model_output": fx,
+                "additivity_error": abs(fx - part.base_value - sums[i]),
             }
-            if errors is not None:
-                item["std_error"] = float(errors[j])
-            attributions.append(item)
-        evidence: dict[str, Any] = {
-            "algorithm": self.algorithm,
-            "model_output": fx,
-            "additivity_error": abs(fx - part.base_value - float(np.sum(values))),
-        }
-        if self.implementation is not None:
-            evidence["implementation"] = self.implementation
-        if self.fallback_reason:
-            evidence["fallback_reason"] = self.fallback_reason
-        if isinstance(self.engine, PermutationShap):
-            evidence["permutations"] = self.engine.permutations
-            evidence["seed"] = seed
-            evidence["max_std_error"] = float(np.max(errors)) if errors is not None else None
-        assert self.engine is not None
-        return {
-            "base_value": part.base_value,
-            "output_space": self.space,
-            "perturbation": "interventional",
-            "reference": {
-                "rows": len(self.background.rows),
-                "source": self.model.manifest.reference_data.description or "reference data",
-                "selection": self.background.selection,
-            },
-            "attributions": attributions,
-            "evidence": evidence,
-        }
+            if self.implementation is not None:
+                evidence["implementation"] = self.implementation
+            if self.fallback_reason:
+                evidence["fallback_reason"] = self.fallback_reason
+            if sampled:
+                evidence["permutations"] = self.engine.permutations  # type: ignore[union-attr]
+                evidence["seed"] = seeds[row]
+                evidence["max_std_error"] = float(np.max(errors[i])) if errors is not None else None
+            results.append(
+                {
+                    "base_value": part.base_value,
+                    "output_space": self.space,
+                    "perturbation": "interventional",
+                    "reference": dict(reference),
+                    "attributions": attributions,
+                    "evidence": evidence,
+                }
+            )
+        return results
 
 
 def _space(requested: str, is_classifier: bool) -> str:
@@ -219,6 +232,14 @@ def _space(requested: str, is_classifier: bool) -> str:
             f"'{requested}' applies to classifiers; a regression model explains its raw output",
         )
     return requested
+
+
+def _json_values(column: np.ndarray) -> list[Any]:
+    """Each cell of a column as JSON shows it (:func:`_json_value`), a numeric column at
+    once."""
+    if column.dtype.kind in "fiu":
+        return column.tolist()  # Python floats and ints, as float() and int() give
+    return [_json_value(value) for value in column]
 
 
 def _json_value(value: Any) -> Any:
