@@ -186,3 +186,10 @@ def test_the_request_is_a_pandas_frame_for_mlserver(stub: StubServer, rows: pd.D
         int(v) for v in rows["duration_in_month"].iloc[:3]
     ]
     assert amount["datatype"] in ("INT64", "FP64")
+
+
+def test_answers_are_asked_for_uncompressed(stub: StubServer, rows: pd.DataFrame) -> None:
+    """MLServer gzips large answers unless told not to: costly on both sides, for numbers
+    sent between neighbouring hosts."""
+    predictor(stub.url).probability(rows.iloc[:3])
+    assert stub.headers[0]["accept-encoding"] == "identity"
