@@ -33,9 +33,15 @@ def splice(kind: str, header: bytes, parts: list[bytes]) -> bytes | None:
     key = ROWS_KEY.get(kind)
     if key is None or not header.startswith(b"{"):
         return None
-    rows = b",".join(part[1:-1] for part in parts if part != b"[]")
     opening = header[:-1] + (b"," if header != b"{}" else b"")
-    return opening + orjson.dumps(key) + b":[" + rows + b"]}"
+    pieces: list[bytes | memoryview] = [opening, orjson.dumps(key), b":["]
+    for part in parts:
+        if part != b"[]":
+            pieces += (memoryview(part)[1:-1], b",")
+    if pieces[-1] == b",":
+        pieces.pop()
+    pieces.append(b"]}")
+    return b"".join(pieces)  # one copy of the rows, however many chunks
 
 
 def with_job_id(body: bytes, job_id: str) -> bytes:
@@ -43,8 +49,8 @@ def with_job_id(body: bytes, job_id: str) -> bytes:
     the caller's job as its first member."""
     if not body.startswith(b"{"):
         return body
-    rest = body[1:]
-    return b'{"job_id":' + orjson.dumps(job_id) + (b"," if rest != b"}" else b"") + rest
+    separator = b"," if body != b"{}" else b""
+    return b"".join((b'{"job_id":', orjson.dumps(job_id), separator, memoryview(body)[1:]))
 
 
 def dump(model: BaseModel) -> bytes:
